@@ -1,0 +1,48 @@
+"""Shared fixtures and the --runslow switch (slow and gpu tests are skipped by default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_UCI = Path(__file__).resolve().parents[2] / "shared" / "uci"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow or gpu")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow or gpu test: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords or "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def no_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installed third-party plugins must not change what the tests see."""
+    monkeypatch.setenv("UQBENCH_NO_PLUGINS", "1")
+
+
+@pytest.fixture
+def shared_uci() -> Path:
+    """The standard UCI split files in ../shared/uci (development machines only)."""
+    if not SHARED_UCI.is_dir():
+        pytest.skip(f"real UCI data not found at {SHARED_UCI}")
+    return SHARED_UCI
+
+
+@pytest.fixture
+def torch_state():
+    """Restore torch's global RNG, default dtype and thread count after a test that changes them."""
+    import torch
+
+    rng, dtype, threads = torch.get_rng_state(), torch.get_default_dtype(), torch.get_num_threads()
+    yield
+    torch.set_rng_state(rng)
+    torch.set_default_dtype(dtype)
+    torch.set_num_threads(threads)

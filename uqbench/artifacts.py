@@ -1,0 +1,91 @@
+"""Cache of trained networks shared between runs (a MAP network reused by laplace, post-trained VBLL, ensembles).
+
+An artifact is identified by a name and a key (task, task config, seed, split, and whatever the trainer's
+result depends on); its weights are stored as `<dir>/<name>-<hash>.pt` (written atomically, read back with
+`weights_only=True`). Building and training run under their own seeded RNG, and the caller's global RNG state
+is restored afterwards, so a run gives the same result whether the artifact was trained or loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from uqbench.config import content_hash
+from uqbench.training import seeded
+
+
+class ArtifactCache:
+    """Load-or-train cache of `nn.Module` weights.
+
+    Args:
+        directory: where weights are kept; None keeps them in memory only (for this process).
+    """
+
+    def __init__(self, directory: Path | None = None):
+        self.directory = directory
+        self._memory: dict[str, dict[str, torch.Tensor]] = {}
+        self.used: dict[str, str] = {}  # artifact id -> 'trained' | 'loaded'
+
+    def get_or_train(
+        self,
+        name: str,
+        key: dict[str, Any],
+        build: Callable[[], nn.Module],
+        train: Callable[[nn.Module], None],
+        seed: int,
+    ) -> tuple[nn.Module, str]:
+        """A trained module for (name, key), and its artifact id.
+
+        Args:
+            name: kind of artifact, e.g. 'map'.
+            key: JSON-ready description of everything the trained weights depend on.
+            build: makes a freshly initialised module (also the skeleton weights are loaded into).
+            train: trains the module in place.
+            seed: seeds the global RNG while building and training.
+        """
+        artifact_id = f"{name}-{content_hash(key)}"
+        with seeded(seed):
+            module = build()
+            state = self._load(artifact_id)
+            if state is not None:
+                module.load_state_dict(state)
+                module.eval()
+                self.used[artifact_id] = "loaded"
+            else:
+                train(module)
+                self._store(artifact_id, module)
+                self.used[artifact_id] = "trained"
+        return module, artifact_id
+
+    def _path(self, artifact_id: str) -> Path | None:
+        return None if self.directory is None else self.directory / f"{artifact_id}.pt"
+
+    def _load(self, artifact_id: str) -> dict[str, torch.Tensor] | None:
+        if artifact_id in self._memory:
+            return self._memory[artifact_id]
+        path = self._path(artifact_id)
+        if path is not None and path.exists():
+            return torch.load(path, map_location="cpu", weights_only=True)
+        return None
+
+    def _store(self, artifact_id: str, module: nn.Module) -> None:
+        state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+        self._memory[artifact_id] = state
+        path = self._path(artifact_id)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
+        os.close(fd)
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

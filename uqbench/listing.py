@@ -1,0 +1,58 @@
+"""Rows for `uqbench list methods|tasks` and `uqbench plugins`."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from uqbench import config as cfgmod
+from uqbench.errors import BadConfig
+
+
+def list_rows(what: str, verbose: bool) -> tuple[list[str], list[list[Any]], list[str]]:
+    """(columns, rows, broken plugins) for `list methods` or `list tasks`."""
+    if what == "methods":
+        from uqbench.methods import methods as registry
+    elif what == "tasks":
+        from uqbench.tasks import tasks as registry
+    else:
+        raise BadConfig(f"list {what!r}: expected 'methods' or 'tasks'")
+    items = registry.loaded()
+    broken = [f"{p.name} ({p.origin}): {p.status}" for p in registry.plugins() if p.status.startswith("error")]
+    rows = []
+    for name, cls in items.items():
+        if what == "methods":
+            row = [name, ", ".join(sorted(cls.kinds)), cls.summary(), registry.origin(name)]
+        else:
+            task = cls()
+            row = [name, cls.kind, task.size(), str(task.n_splits()), ", ".join(cls.ood_sets) or "-", cls.source, cls.summary()]
+        if verbose:
+            row.append(_config_text(cls.Config))
+        rows.append(row)
+    columns = (
+        ["method", "kinds", "description", "source"]
+        if what == "methods"
+        else ["task", "kind", "train / test", "splits", "OOD sets", "data", "description"]
+    )
+    if verbose:
+        columns.append("hyperparameters (default)")
+    return columns, rows, broken
+
+
+def _config_text(config_cls: type) -> str:
+    types = cfgmod.field_types(config_cls)
+    default = config_cls()
+    return ", ".join(f"{f.name}={getattr(default, f.name)!r}" for f in dataclasses.fields(config_cls) if f.name in types)
+
+
+def plugin_rows() -> tuple[list[str], list[list[Any]]]:
+    """(columns, rows) of every entry point found in the uqbench groups."""
+    from uqbench.methods import methods
+    from uqbench.tasks import tasks
+
+    rows = [
+        [p.name, p.group, p.distribution, p.version, p.value, p.status]
+        for registry in (methods, tasks)
+        for p in registry.plugins()
+    ]
+    return ["name", "group", "distribution", "version", "target", "status"], rows

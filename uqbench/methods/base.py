@@ -1,0 +1,125 @@
+"""Method interface: a Method holds hyperparameters only; `fit` returns a Predictor; the method registry.
+
+Rules (after scikit-learn's estimator contract): every hyperparameter lives in the nested frozen dataclass
+`Config`, whose fields all have defaults; `fit` never mutates the method and returns a new Predictor, so Method
+objects stay small and picklable. Methods never compute metrics and never print.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from uqbench.artifacts import ArtifactCache
+from uqbench.errors import Unsupported
+from uqbench.models import BackboneSpec, build_backbone
+from uqbench.prediction import Prediction
+from uqbench.registry import Registry
+from uqbench.tasks.base import KINDS, TaskData, TaskKind
+from uqbench.training import NullProgress, Progress, TrainConfig, TrainResult, fit_module
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """What `Method.fit` returns.
+
+    `predict` is called in eval mode under `torch.no_grad()` on batches the caller chooses; it returns
+    predictions in standardised target units (regression). `ood_score` returns [N] scores, higher = more
+    out-of-distribution, or None to let the evaluator use its default (1 - max probability for classification,
+    total predictive variance for regression).
+    """
+
+    def predict(self, x: Tensor) -> Prediction: ...
+
+    def ood_score(self, x: Tensor) -> Tensor | None: ...
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """Everything a method may use besides the data; nothing global.
+
+    Attributes:
+        train_config: training budget and optimiser (the task's config).
+        backbone: the backbone the task calls for; build it with `make_backbone`.
+        seed: the run's seed (the global RNG is already seeded with it when `fit` is called).
+        device: where to put modules.
+        artifacts: cache of shared trained networks.
+        artifact_key: (task, task_config, seed, split) — the part of every artifact key that the run fixes.
+        progress: receives training progress.
+        train_transform: augmentation for training batches, from the task.
+    """
+
+    train_config: TrainConfig
+    backbone: BackboneSpec
+    seed: int = 0
+    device: torch.device = torch.device("cpu")
+    artifacts: ArtifactCache = field(default_factory=ArtifactCache)
+    artifact_key: dict[str, Any] = field(default_factory=dict)
+    progress: Progress = field(default_factory=NullProgress)
+    train_transform: Callable[[Tensor, torch.Generator], Tensor] | None = None
+
+    def make_backbone(self, *, dropout: float = 0.0, spectral_norm: float | None = None) -> nn.Module:
+        """A freshly initialised backbone on `device` (draws from the global RNG)."""
+        return build_backbone(self.backbone, dropout=dropout, spectral_norm=spectral_norm).to(self.device)
+
+    def fit(self, module: nn.Module, loss_fn: Callable[..., Tensor], data: tuple[Tensor, ...], **kwargs: Any) -> TrainResult:
+        """`uqbench.training.fit_module` with this run's config, seed, progress and augmentation.
+
+        Keyword arguments override those of `fit_module` (e.g. `cfg=` a modified TrainConfig, `params=`).
+        """
+        kwargs.setdefault("cfg", self.train_config)
+        kwargs.setdefault("seed", self.seed)
+        kwargs.setdefault("progress", self.progress)
+        kwargs.setdefault("batch_transform", self.train_transform)
+        return fit_module(module, loss_fn, data, **kwargs)
+
+
+class Method(ABC):
+    """Base class of every method. Subclasses set `kinds` and `Config` and implement `fit`.
+
+    The first line of the class docstring (paper, year) is what `uqbench list methods` shows.
+    """
+
+    name: ClassVar[str] = ""
+    kinds: ClassVar[frozenset[TaskKind]] = frozenset()
+
+    @dataclass(frozen=True)
+    class Config:
+        pass
+
+    def __init__(self, config: Any | None = None):
+        self.config = config if config is not None else self.Config()
+
+    def check_kind(self, kind: TaskKind, task_name: str = "") -> None:
+        """Raise Unsupported when this method cannot handle `kind`."""
+        if kind not in self.kinds:
+            task = f" (task {task_name!r})" if task_name else ""
+            raise Unsupported(
+                f"method {self.name!r} does not support {kind}{task}; it supports: {', '.join(sorted(self.kinds))}"
+            )
+
+    @abstractmethod
+    def fit(self, data: TaskData, ctx: FitContext) -> Predictor:
+        """Train on `data.train` (and `data.val` if the method uses it); return a Predictor."""
+
+    @classmethod
+    def summary(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+
+def _check_method(cls: type) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise ValueError(f"{cls!r} is not a subclass of uqbench.methods.base.Method")
+    if not cls.kinds or not set(cls.kinds) <= set(KINDS):
+        raise ValueError(f"{cls.__name__}.kinds must be a non-empty subset of {KINDS}")
+    if not dataclasses.is_dataclass(cls.Config):
+        raise ValueError(f"{cls.__name__}.Config must be a dataclass")
+    cls.Config()
+
+
+methods: Registry[type[Method]] = Registry("method", group="uqbench.methods", check=_check_method)

@@ -1,0 +1,41 @@
+"""Small convolutional backbone for small images (8x8 digits, 28x28 Fashion-MNIST) on a CPU."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from uqbench.models import BackboneSpec, architecture
+from uqbench.models.spectral import spectral_normalise
+
+
+class SmallCNN(nn.Module):
+    """x [B, C, H, W] -> features [B, 2 * width].
+
+    Two 3x3 conv blocks (width, 2 * width channels), each conv -> ReLU -> 2x2 max-pool, then global average
+    pooling. Dropout (2-D) after each block when asked for; spectral normalisation of every conv when asked for.
+    """
+
+    def __init__(self, spec: BackboneSpec, dropout: float = 0.0, spectral_norm: float | None = None):
+        super().__init__()
+        channels, w = spec.in_shape[0], spec.width
+        self.features = nn.Sequential(
+            spectral_normalise(nn.Conv2d(channels, w, 3, padding=1), spectral_norm),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Dropout2d(dropout) if dropout > 0 else nn.Identity(),
+            spectral_normalise(nn.Conv2d(w, 2 * w, 3, padding=1), spectral_norm),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Dropout2d(dropout) if dropout > 0 else nn.Identity(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.out_features = 2 * w
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+
+@architecture("cnn")
+def build_cnn(spec: BackboneSpec, *, dropout: float = 0.0, spectral_norm: float | None = None) -> nn.Module:
+    return SmallCNN(spec, dropout, spectral_norm)

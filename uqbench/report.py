@@ -1,0 +1,66 @@
+"""One way to print results: `emit(columns, rows, fmt)` renders a table as rich, markdown, csv or json on stdout."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.table import Table
+
+Format = Literal["table", "markdown", "csv", "json"]
+FORMATS: tuple[str, ...] = ("table", "markdown", "csv", "json")
+
+
+def render(columns: list[str], rows: list[list[Any]], fmt: Format, title: str | None = None) -> str | Table:
+    """The rows as a rich Table (fmt 'table') or as text (markdown via tabulate, csv, json list of objects)."""
+    if fmt == "table":
+        table = Table(title=title, title_justify="left")
+        for col in columns:
+            table.add_column(col, justify="left" if col == columns[0] else "right")
+        for row in rows:
+            table.add_row(*(str(c) for c in row))
+        return table
+    if fmt == "markdown":
+        from tabulate import tabulate
+
+        text = tabulate(rows, headers=columns, tablefmt="github", disable_numparse=True)
+        return f"**{title}**\n\n{text}\n" if title else text + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+        return buf.getvalue()
+    return json.dumps([dict(zip(columns, row)) for row in rows], indent=2) + "\n"
+
+
+def emit(console: Console, columns: list[str], rows: list[list[Any]], fmt: Format, title: str | None = None) -> None:
+    """Print `render(...)` to the console (stdout)."""
+    out = render(columns, rows, fmt, title)
+    if isinstance(out, str):
+        console.file.write(out)
+    else:
+        console.print(out)
+
+
+def mean_se_cell(mean: float, se: float, n: int, digits: int = 4) -> str:
+    """'0.1234 ± 0.0012' (or just the mean for a single run)."""
+    return f"{mean:.{digits}f}" if n < 2 else f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
+def metric_rows(records: list) -> tuple[list[str], list[list[Any]]]:
+    """Rows 'metric | mean ± s.e. | runs' over the successful records of one method on one task."""
+    from uqbench.metrics import metric_spec
+    from uqbench.results import aggregate
+
+    rows = []
+    for key, (mean, se, n) in aggregate(records).items():
+        arrow = "↑" if metric_spec(key).higher_is_better else "↓"
+        rows.append([f"{key} {arrow}", mean_se_cell(mean, se, n), n])
+    failed = sum(r.status != "ok" for r in records)
+    if failed:
+        rows.append(["failed runs", str(failed), len(records)])
+    return ["metric", "mean ± s.e.", "runs"], rows

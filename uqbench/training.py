@@ -1,0 +1,226 @@
+"""The one training loop every method uses.
+
+Mini-batches are drawn from in-memory tensors with a seeded generator (no DataLoader for tensor data), the
+optimiser and schedule come from `TrainConfig`, a non-finite loss stops the run with `NonFiniteLoss`, and an
+optional validation set gives early stopping with the best weights restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Literal, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from uqbench.errors import BadConfig, NonFiniteLoss
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training budget and optimiser; every task's Config extends it with its own defaults.
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: examples per optimiser step.
+        lr: base learning rate.
+        weight_decay: decoupled weight decay (AdamW/SGD); the MAP prior on the backbone weights.
+        optimizer: 'adamw', 'adam' or 'sgd' (SGD uses Nesterov momentum 0.9).
+        schedule: 'constant' or 'cosine' (per-step cosine decay to 0 over the whole budget).
+        grad_clip: maximum global gradient norm, or None for no clipping.
+        patience: epochs without validation improvement before stopping (needs a validation set); None: off.
+    """
+
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    schedule: Literal["constant", "cosine"] = "constant"
+    grad_clip: float | None = None
+    patience: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise BadConfig(f"{name!r} must be a positive integer; got {getattr(self, name)}")
+        for name in ("lr", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise BadConfig(f"{name!r} must be non-negative; got {getattr(self, name)}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise BadConfig(f"'grad_clip' must be positive or none; got {self.grad_clip}")
+        if self.patience is not None and self.patience < 1:
+            raise BadConfig(f"'patience' must be a positive integer or none; got {self.patience}")
+
+
+class Progress(Protocol):
+    """What the loop reports to; methods never print."""
+
+    def start(self, description: str, total: int) -> None: ...
+    def advance(self, loss: float) -> None: ...
+    def stop(self) -> None: ...
+
+
+class NullProgress:
+    """Progress that shows nothing."""
+
+    def start(self, description: str, total: int) -> None:
+        pass
+
+    def advance(self, loss: float) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+@dataclass
+class TrainResult:
+    """What happened in one call of `fit_module`."""
+
+    epochs_run: int
+    final_loss: float
+    best_val_loss: float | None = None
+    history: list[float] = field(default_factory=list)  # mean training loss per epoch
+
+
+LossFn = Callable[..., Tensor]  # (*batch tensors) -> scalar loss
+ValLossFn = Callable[..., Tensor]  # (*batch tensors) -> [B] per-example validation loss
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator, shuffle: bool = True) -> Iterator[Tensor]:
+    """Index tensors covering range(n) once, in a random order drawn from `generator`."""
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    yield from order.split(batch_size)
+
+
+def make_optimizer(params: list[dict] | list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Optimiser from the config; `params` may be parameter groups with their own weight_decay."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+
+
+def _schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        )
+    return None
+
+
+def fit_module(
+    module: nn.Module,
+    loss_fn: LossFn,
+    data: tuple[Tensor, ...],
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    params: list[dict] | None = None,
+    val: tuple[Tensor, ...] | None = None,
+    val_loss_fn: ValLossFn | None = None,
+    batch_transform: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+    on_epoch_start: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
+    description: str = "train",
+) -> TrainResult:
+    """Minimise `loss_fn` over mini-batches of `data` for `cfg.epochs` epochs.
+
+    Args:
+        module: put in train mode during training and eval mode afterwards.
+        loss_fn: called with the batch slices of every tensor in `data`; returns a scalar.
+        data: tensors sharing their first dimension N (e.g. (x, y)); moved to the module's device.
+        cfg: budget and optimiser.
+        seed: seeds the batch order (and `batch_transform`'s generator).
+        params: optimiser parameter groups (default: every parameter of `module` that requires grad).
+        val, val_loss_fn: optional validation tensors and per-example loss for early stopping (`cfg.patience`).
+        batch_transform: applied to the first tensor of each training batch (data augmentation).
+        on_epoch_start: called with the 0-based epoch index before each epoch.
+        progress: receives one `advance` per epoch.
+
+    Raises:
+        NonFiniteLoss: the loss became NaN or infinite; message gives epoch and step.
+    """
+    device = next(module.parameters()).device
+    data = tuple(t.to(device) for t in data)
+    n = data[0].shape[0]
+    generator = torch.Generator().manual_seed(seed)
+    opt = make_optimizer(params if params is not None else [p for p in module.parameters() if p.requires_grad], cfg)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    sched = _schedule(opt, cfg, cfg.epochs * steps_per_epoch)
+    progress = progress or NullProgress()
+    result = TrainResult(epochs_run=0, final_loss=float("nan"))
+    best_state, bad_epochs = None, 0
+    progress.start(description, cfg.epochs)
+    try:
+        for epoch in range(cfg.epochs):
+            if on_epoch_start is not None:
+                on_epoch_start(epoch)
+            module.train()
+            total, count = 0.0, 0
+            for step, idx in enumerate(batches(n, cfg.batch_size, generator)):
+                idx = idx.to(device)
+                batch = [t[idx] for t in data]
+                if batch_transform is not None:
+                    batch[0] = batch_transform(batch[0], generator)
+                loss = loss_fn(*batch)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLoss(f"loss became {float(loss)} at epoch {epoch + 1} step {step + 1}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                total += float(loss.detach()) * len(idx)
+                count += len(idx)
+            result.epochs_run = epoch + 1
+            result.final_loss = total / count
+            result.history.append(result.final_loss)
+            progress.advance(result.final_loss)
+            if val is not None and val_loss_fn is not None and cfg.patience is not None:
+                current = evaluate_loss(module, val_loss_fn, val, cfg.batch_size)
+                if result.best_val_loss is None or current < result.best_val_loss:
+                    result.best_val_loss, bad_epochs = current, 0
+                    best_state = copy.deepcopy(module.state_dict())
+                else:
+                    bad_epochs += 1
+                    if bad_epochs >= cfg.patience:
+                        break
+    finally:
+        progress.stop()
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    return result
+
+
+@torch.no_grad()
+def evaluate_loss(module: nn.Module, loss_fn: ValLossFn, data: tuple[Tensor, ...], batch_size: int) -> float:
+    """Mean of a per-example loss over `data`, in eval mode (restores the previous mode)."""
+    was_training = module.training
+    module.eval()
+    device = next(module.parameters()).device
+    losses = [
+        loss_fn(*(t[i : i + batch_size].to(device) for t in data)) for i in range(0, data[0].shape[0], batch_size)
+    ]
+    module.train(was_training)
+    return float(torch.cat([l.reshape(-1) for l in losses]).mean())
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the body with torch's global RNG seeded, restoring the previous RNG state afterwards.
+
+    Parameter initialisation (nn.Linear etc.) draws from the global RNG; this makes it a function of `seed`.
+    """
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
