@@ -167,6 +167,7 @@ class Runner:
                 t0 = time.perf_counter()
                 predictor = spec.method.fit(data, ctx)
                 record.timings_s["fit"] = time.perf_counter() - t0
+                record.info.update(getattr(predictor, "info", {}))
                 record.artifacts["backbone"] = next(iter(self.artifacts.used), None)
                 phase = "predict"
                 t0 = time.perf_counter()

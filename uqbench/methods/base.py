@@ -31,7 +31,8 @@ class Predictor(Protocol):
     `predict` is called in eval mode under `torch.no_grad()` on batches the caller chooses; it returns
     predictions in standardised target units (regression). `ood_score` returns [N] scores, higher = more
     out-of-distribution, or None to let the evaluator use its default (1 - max probability for classification,
-    total predictive variance for regression).
+    total predictive variance for regression). An optional attribute `info: dict` (resolved hyperparameters,
+    which estimator was used, ...) is copied into the run record's `info`.
     """
 
     def predict(self, x: Tensor) -> Prediction: ...
