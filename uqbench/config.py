@@ -82,9 +82,7 @@ def build(config_cls: type, overrides: dict[str, Any], owner: str) -> Any:
             raise BadConfig(f"unknown key {key!r} for {owner}; valid keys: {', '.join(known)}")
     try:
         return config_cls(**{k: v for k, v in overrides.items() if v is not None or _optional(known[k])})
-    except (ValueError, TypeError) as exc:
-        if isinstance(exc, BadConfig):
-            raise
+    except (BadConfig, ValueError, TypeError) as exc:
         raise BadConfig(f"{owner}: {exc}") from None
 
 

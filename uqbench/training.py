@@ -170,7 +170,7 @@ def fit_module(
                     batch[0] = batch_transform(batch[0], generator)
                 loss = loss_fn(*batch)
                 if not torch.isfinite(loss):
-                    raise NonFiniteLoss(f"loss became {float(loss)} at epoch {epoch + 1} step {step + 1}")
+                    raise NonFiniteLoss(f"loss became {float(loss.detach())} at epoch {epoch + 1} step {step + 1}")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip is not None:

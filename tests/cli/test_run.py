@@ -1,0 +1,71 @@
+"""`uqbench run`: records per seed, skip-if-done, --force determinism, --json, --save-predictions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+FAST = ("--epochs", "3", "--quiet")
+
+
+def test_run_prints_metrics_and_writes_one_record_per_seed(cli, tmp_path):
+    result = cli("run", "map", "--task", "two-moons", "--seeds", "2", "--out", tmp_path, *FAST)
+    assert result.exit_code == 0, result.output
+    for key in ("accuracy", "nll", "brier", "ece", "ood.far.auroc"):
+        assert key in result.stdout
+    assert "± " in result.stdout
+    assert len(list(tmp_path.glob("*.json"))) == 2
+
+
+def test_json_output_is_only_the_records(cli, tmp_path):
+    result = cli("run", "map", "--task", "toy-regression", "--out", tmp_path, "--json", *FAST)
+    assert result.exit_code == 0
+    records = json.loads(result.stdout)
+    assert len(records) == 1 and records[0]["status"] == "ok"
+    assert set(records[0]["metrics"]) == {"rmse", "nll", "ood.gap.auroc", "ood.far.auroc"}
+    assert records[0]["key"]["task_config"]["epochs"] == 3
+
+
+def test_existing_record_is_not_recomputed_unless_forced(cli, tmp_path):
+    args = ("run", "map", "--task", "two-moons", "--out", tmp_path, "--json", *FAST)
+    first = json.loads(cli(*args).stdout)[0]
+    path = tmp_path / f"{first['id']}.json"
+    stamp = path.stat().st_mtime_ns
+    again = json.loads(cli(*args).stdout)[0]
+    assert path.stat().st_mtime_ns == stamp and again == first
+    forced = json.loads(cli(*args, "--force").stdout)[0]
+    assert forced["metrics"] == first["metrics"]  # deterministic on CPU
+    assert path.stat().st_mtime_ns != stamp
+
+
+def test_set_changes_the_config_and_the_record_id(cli, tmp_path):
+    a = json.loads(cli("run", "map", "--task", "two-moons", "--out", tmp_path, "--json", *FAST).stdout)[0]
+    b = json.loads(cli("run", "map", "--task", "two-moons", "--set", "lr=0.01", "--out", tmp_path, "--json", *FAST).stdout)[0]
+    assert b["key"]["task_config"]["lr"] == 0.01 and a["id"] != b["id"]
+
+
+def test_save_predictions_writes_the_documented_arrays(cli, tmp_path):
+    rec = json.loads(cli("run", "map", "--task", "two-moons", "--out", tmp_path, "--json", "--save-predictions", *FAST).stdout)[0]
+    arrays = np.load(tmp_path / rec["predictions"])
+    assert set(arrays.files) == {"probs", "targets", "score", "ood_far_probs", "ood_far_score"}
+    assert arrays["probs"].shape == (200, 2) and arrays["ood_far_score"].shape == (500,)
+    reg = json.loads(cli("run", "map", "--task", "toy-regression", "--out", tmp_path, "--json", "--save-predictions", *FAST).stdout)[0]
+    arrays = np.load(tmp_path / reg["predictions"])
+    assert {"mean", "var", "targets", "score", "ood_gap_mean", "ood_gap_var", "ood_gap_score"} <= set(arrays.files)
+
+
+def test_record_has_env_timings_and_sizes(cli, tmp_path):
+    rec = json.loads(cli("run", "map", "--task", "digits", "--out", tmp_path, "--json", "--epochs", "1", "--quiet").stdout)[0]
+    assert rec["env"]["torch"] and rec["env"]["device"] == "cpu"
+    assert set(rec["timings_s"]) == {"fit", "predict", "evaluate"}
+    assert rec["n"] == {"train": 1300, "val": 0, "test": 497, "ood.rotated": 497, "ood.noise": 497}
+    assert rec["method_source"] == "builtin" and rec["artifacts"]["backbone"].startswith("map-")
+
+
+def test_failed_run_is_recorded_and_exit_code_is_1(cli, tmp_path):
+    result = cli("run", "map", "--task", "two-moons", "--set", "lr=1e30", "--out", tmp_path, *FAST)
+    assert result.exit_code == 1
+    assert "failed in fit: NonFiniteLoss" in result.stderr
+    record = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert record["status"] == "failed" and record["error"]["type"] == "NonFiniteLoss"

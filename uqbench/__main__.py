@@ -1,0 +1,3 @@
+from uqbench.cli import main
+
+main()
