@@ -23,7 +23,10 @@ def test_json_output_is_only_the_records(cli, tmp_path):
     assert result.exit_code == 0
     records = json.loads(result.stdout)
     assert len(records) == 1 and records[0]["status"] == "ok"
-    assert set(records[0]["metrics"]) == {"rmse", "nll", "ood.gap.auroc", "ood.far.auroc"}
+    assert set(records[0]["metrics"]) == {
+        "rmse", "mae", "nll", "crps", "coverage90", "coverage95", "qce",
+        *(f"ood.{s}.{k}" for s in ("gap", "far") for k in ("auroc", "aupr_in", "aupr_out", "fpr95")),
+    }
     assert records[0]["key"]["task_config"]["epochs"] == 3
 
 
