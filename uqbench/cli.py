@@ -145,6 +145,187 @@ def run(
         raise typer.Exit(1)
 
 
+@app.command()
+def compare(
+    suite: Annotated[Optional[str], typer.Option("--suite", help="Named suite: quick (default), uci, cifar.")] = None,
+    tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated tasks (instead of a suite).")] = None,
+    methods: Annotated[
+        Optional[str], typer.Option("--methods", help="Comma-separated methods (default: the suite's, or all).")
+    ] = None,
+    seeds: Annotated[Optional[int], typer.Option("--seeds", help="Seeds per split (default: the suite's, 3).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", help="Runs at a time.")] = 1,
+    out: OutOpt = Path("results"),
+    fmt: FormatOpt = "table",
+    metric: Annotated[
+        Optional[list[str]], typer.Option("--metric", help="Metric key or pattern to show, e.g. nll, 'ood.*.auroc' (repeatable).")
+    ] = None,
+    no_run: Annotated[bool, typer.Option("--no-run", help="Run nothing; report what the store holds.")] = False,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="key=value for every run whose method or task has the key (repeatable).")
+    ] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Override every task's number of epochs.")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    data_dir: DataDirOpt = None,
+    save_predictions: Annotated[
+        bool, typer.Option("--save-predictions", help="Save predictions of every run (for `uqbench plot`).")
+    ] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run every (method, task, seed, split) of a comparison the store lacks, then print one leaderboard per task."""
+    from uqbench.compare import Request, build_plan, check_device, plan_records
+    from uqbench.errors import DataError
+    from uqbench.leaderboard import build
+    from uqbench.results import ResultStore
+
+    err = _stderr()
+    with user_errors():
+        _check_format(fmt)
+        names = _names(tasks, "--tasks"), _names(methods, "--methods")
+        request = Request(suite, *names, seeds, tuple(set_ or ()), epochs, data_dir)
+        plan = build_plan(request)
+        for line in plan.skipped if not quiet else ():
+            err.print(f"skipped {line}", highlight=False)
+        store = ResultStore(out)
+        if not no_run:
+            check_device(plan, device)
+            _run_plan(plan, store, device, jobs, save_predictions, quiet)
+        records = plan_records(plan, store)
+        if not records:
+            raise DataError(f"the store {str(out)!r} holds none of the {len(plan.jobs)} planned runs; run without --no-run")
+        board = build(records, tuple(metric) if metric else None, plan.expected(), all_metrics=fmt == "json")
+    _print_board(board, fmt)
+
+
+def _run_plan(plan, store, device: str, jobs: int, save_predictions: bool, quiet: bool) -> None:
+    from uqbench.compare import PlanDisplay, make_executor, pending, run_jobs
+    from uqbench.runner import RunOptions, Runner
+
+    err = _stderr()
+    ensure_writable(store.root)
+    todo = pending(plan, store, need_predictions=save_predictions)
+    display = PlanDisplay(err, quiet, workers=jobs)
+    runner = Runner(RunOptions(out=store.root, device=device, save_predictions=save_predictions, progress=display))
+    executor = make_executor(runner, jobs)
+    if not quiet:
+        done = len(plan.jobs) - len(todo)
+        err.print(f"{done} of {len(plan.jobs)} planned runs are in {str(store.root)!r}; running {len(todo)}", highlight=False)
+    try:
+        run_jobs(todo, executor, store, display)
+    except KeyboardInterrupt:
+        kept = f"{display.done} finished run(s) kept in {str(store.root)!r}"
+        err.print(f"interrupted: {kept}; run the same command again to resume", highlight=False)
+        raise typer.Exit(130) from None
+    if not quiet and todo:
+        err.print(display.summary(), highlight=False)
+
+
+def _print_board(board, fmt: str) -> None:
+    from uqbench.leaderboard import LEGEND, flat_table, rank_table, task_table
+    from uqbench.report import emit
+
+    console = _wide_stdout()
+    if fmt == "json":
+        typer.echo(json.dumps(board.to_json(), indent=2, allow_nan=False))
+        return
+    if fmt == "csv":
+        emit(console, *flat_table(board), "csv")
+        return
+    for i, task in enumerate(board.tasks()):
+        columns, rows, title = task_table(board, task, fmt)
+        console.file.write("\n" if i and fmt == "markdown" else "")
+        emit(console, columns, rows, fmt, title=title)  # type: ignore[arg-type]
+    if len(board.tasks()) > 1:
+        console.file.write("\n" if fmt == "markdown" else "")
+        emit(console, *rank_table(board), fmt, title="average rank across tasks")  # type: ignore[arg-type]
+    console.file.write(f"\n_{LEGEND}_\n" if fmt == "markdown" else "")
+    if fmt == "table":
+        console.print(LEGEND, style="dim", highlight=False)
+
+
+@app.command()
+def check(
+    baseline: Annotated[Path, typer.Argument(help="Baseline from `uqbench compare --format json`.")],
+    results: Annotated[Path, typer.Option("--results", help="Results directory to check.")] = Path("results"),
+    tolerance: Annotated[
+        Optional[list[str]],
+        typer.Option("--tolerance", help="Absolute tolerance, default 0.001; METRIC=VALUE for one metric (repeatable)."),
+    ] = None,
+    k: Annotated[
+        Optional[list[str]],
+        typer.Option("--k", help="Multiple of the combined standard error, default 2; METRIC=VALUE for one metric."),
+    ] = None,
+    fmt: FormatOpt = "table",
+) -> None:
+    """Compare the store with a baseline; exit 1 when a metric regressed, 0 when none did, 2 on bad input."""
+    from uqbench.check import Thresholds, check as run_check, finding_rows, load_baseline
+    from uqbench.errors import DataError
+    from uqbench.report import emit
+    from uqbench.results import ResultStore
+
+    with user_errors():
+        _check_format(fmt)
+        thresholds = Thresholds.parse(tolerance or [], k or [])
+        board = load_baseline(baseline)
+        if not results.is_dir():
+            raise DataError(f"--results {str(results)!r}: no such directory")
+        findings = run_check(board, ResultStore(results).records(), thresholds)
+    counts = {v: sum(f.verdict == v for f in findings) for v in ("regressed", "improved", "unchanged")}
+    columns, rows = finding_rows(findings)
+    if rows or fmt != "table":
+        emit(_wide_stdout(), columns, rows, fmt, title="changes beyond tolerance")  # type: ignore[arg-type]
+    else:
+        typer.echo("no changes beyond tolerance")
+    typer.echo(", ".join(f"{n} {v}" for v, n in counts.items()) + f" ({len(findings)} compared)", err=True)
+    if counts["regressed"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def plot(
+    results: Annotated[Path, typer.Option("--results", help="Results directory with saved predictions.")] = Path("results"),
+    out: Annotated[Optional[Path], typer.Option("--out", help="Where to write PNG files (default: RESULTS/plots).")] = None,
+    tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated tasks (default: all).")] = None,
+    methods: Annotated[Optional[str], typer.Option("--methods", help="Comma-separated methods (default: all).")] = None,
+    kind: Annotated[
+        Optional[list[str]], typer.Option("--kind", help="reliability, bands or ood (repeatable; default: all).")
+    ] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Draw reliability diagrams, 1-D regression bands and OOD-score histograms from saved predictions."""
+    from uqbench.plots import KINDS, collect, plot_all
+    from uqbench.results import ResultStore
+
+    with user_errors():
+        for name in kind or ():
+            if name not in KINDS:
+                raise BadConfig(f"--kind {name!r}: expected one of {', '.join(KINDS)}")
+        task_names, method_names = _names(tasks, "--tasks"), _names(methods, "--methods")
+        records = [
+            r for r in ResultStore(results).records()
+            if (task_names is None or r.key.task in task_names) and (method_names is None or r.key.method in method_names)
+        ]
+        runs = collect(records, results)
+        ensure_writable(out or results / "plots")
+        paths = plot_all(runs, out or results / "plots", tuple(kind or KINDS), data_dir)
+    for path in paths:
+        typer.echo(str(path))
+
+
+def _wide_stdout() -> Console:
+    """stdout for wide tables: on a terminal its width; otherwise (a file, a CI log) as wide as a table needs."""
+    return _stdout() if sys.stdout.isatty() else Console(file=sys.stdout, soft_wrap=True, width=400)
+
+
+def _names(text: str | None, option: str) -> tuple[str, ...] | None:
+    """'a, b' -> ('a', 'b'); None stays None."""
+    if text is None:
+        return None
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise BadConfig(f"{option} {text!r}: expected comma-separated names")
+    return names
+
+
 def ensure_writable(directory: Path) -> None:
     """Create `directory` if needed and prove it is writable; BadConfig otherwise."""
     try:

@@ -168,6 +168,7 @@ class Runner:
                 predictor = spec.method.fit(data, ctx)
                 record.timings_s["fit"] = time.perf_counter() - t0
                 record.info.update(getattr(predictor, "info", {}))
+                record.info.setdefault("n_params", count_parameters(predictor))
                 record.artifacts["backbone"] = next(iter(self.artifacts.used), None)
                 phase = "predict"
                 t0 = time.perf_counter()
@@ -257,6 +258,29 @@ def _arrays(prefix: str, pred: Prediction) -> dict[str, np.ndarray]:
     g = pred.moments() if isinstance(pred, GaussianMixture) else pred
     assert isinstance(g, Gaussian)
     return {f"{prefix}mean": g.mean.numpy(), f"{prefix}var": g.var.numpy()}
+
+
+def count_parameters(predictor: Predictor) -> int | None:
+    """Number of network parameters (elements of every `nn.Parameter`, each counted once) in the modules the
+    predictor holds as attributes, directly or in a list, tuple or dict; None when it holds no module.
+
+    Buffers (running statistics, posterior covariances) are not counted; a predictor whose cost lies elsewhere
+    states it as `info["n_params"]`, which takes precedence.
+    """
+    params: dict[int, int] = {}
+    stack, seen = list(getattr(predictor, "__dict__", {}).values()), set()
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.nn.Module):
+            params.update((id(p), p.numel()) for p in obj.parameters())
+        elif isinstance(obj, (list, tuple)):
+            stack.extend(obj)
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+    return sum(params.values()) if params else None
 
 
 @functools.lru_cache(maxsize=4)

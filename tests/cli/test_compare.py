@@ -1,0 +1,173 @@
+"""`uqbench compare`: planning, running only what is missing, resume after Ctrl-C, leaderboard output, suites."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from uqbench import compare as compare_mod
+from uqbench.compare import PlanDisplay, Request, build_plan, pending, run_jobs
+from uqbench.errors import BadConfig, UnknownName
+from uqbench.executors import InProcess
+from uqbench.methods import methods
+from uqbench.methods.map import MAP
+from uqbench.results import ResultStore
+from uqbench.runner import RunOptions, Runner
+from uqbench.suites import Suite, suites
+
+SMALL = ("--epochs", "1", "--set", "n_train=64", "--set", "n_test=32")
+TINY = ("--tasks", "two-moons,toy-regression", "--methods", "map", "--seeds", "2", *SMALL)
+
+
+@pytest.fixture
+def classification_only(monkeypatch):
+    """A method that supports classification only, registered for one test."""
+
+    class _Cls(MAP):
+        kinds = frozenset({"classification"})
+
+    monkeypatch.setitem(methods._items, "cls-only", _Cls)
+    monkeypatch.setitem(methods._origin, "cls-only", "builtin")
+    monkeypatch.setattr(_Cls, "name", "cls-only")
+
+
+class StopAfter:
+    """An executor that behaves like InProcess, then raises KeyboardInterrupt (Ctrl-C) after `k` records."""
+
+    def __init__(self, runner, k):
+        self.inner, self.k = InProcess(runner), k
+
+    def run(self, jobs):
+        for i, record in enumerate(self.inner.run(jobs)):
+            if i == self.k:
+                raise KeyboardInterrupt
+            yield record
+
+
+def test_compare_runs_the_plan_and_prints_json_leaderboards(cli, tmp_path):
+    result = cli("compare", *TINY, "--out", tmp_path, "--format", "json", "--quiet")
+    assert result.exit_code == 0, result.output
+    board = json.loads(result.stdout)
+    assert board["schema"] == "uqbench.leaderboard/1"
+    assert [(r["task"], r["method"], r["n_runs"], r["n_failed"]) for r in board["rows"]] == [
+        ("two-moons", "map", 2, 0),
+        ("toy-regression", "map", 2, 0),
+    ]
+    assert board["metrics"]["nll"] == {"higher_is_better": False, "unit": "nats", "doc": board["metrics"]["nll"]["doc"]}
+    assert board["rows"][0]["cost"]["n_params"] == 33666 and board["rows"][0]["avg_rank"] == 1.0
+    assert len(list(tmp_path.glob("*.json"))) == 4
+
+
+def test_interrupted_compare_keeps_finished_runs_and_resumes(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(compare_mod, "make_executor", lambda runner, jobs: StopAfter(runner, 2))
+    result = cli("compare", *TINY, "--out", tmp_path)
+    assert result.exit_code == 130
+    assert "interrupted: 2 finished run(s) kept" in result.stderr
+    kept = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*.json")}
+    assert len(kept) == 2 and not list(tmp_path.glob(".tmp-*"))
+
+    monkeypatch.undo()
+    result = cli("compare", *TINY, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "2 of 4 planned runs are in" in result.stderr and "running 2" in result.stderr
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())  # finished runs were not repeated
+    assert len(list(tmp_path.glob("*.json"))) == 4
+
+
+def test_run_jobs_writes_each_record_as_it_arrives(tmp_path):
+    plan = build_plan(Request(tasks=("two-moons",), methods=("map",), seeds=3, epochs=1, settings=("n_train=64",)))
+    store = ResultStore(tmp_path)
+    executor = StopAfter(Runner(RunOptions(out=tmp_path)), 1)
+    with pytest.raises(KeyboardInterrupt):
+        run_jobs(plan.jobs, executor, store, PlanDisplay(None, quiet=True))  # type: ignore[arg-type]
+    assert [store.has(job.key) for job in plan.jobs] == [True, False, False]
+    assert pending(plan, store) == plan.jobs[1:]
+
+
+def test_no_run_reports_what_the_store_holds(cli, tmp_path):
+    empty = cli("compare", *TINY, "--out", tmp_path, "--no-run")
+    assert empty.exit_code == 2 and "holds none of the 4 planned runs" in empty.stderr
+    cli("compare", "--tasks", "two-moons", "--methods", "map", "--seeds", "1", *SMALL, "--out", tmp_path, "-q")
+    result = cli("compare", *TINY, "--out", tmp_path, "--no-run", "--format", "json")
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)["rows"]
+    assert [(r["task"], r["n_runs"], r["n_missing"]) for r in rows] == [("two-moons", 1, 1)]
+
+
+def test_markdown_table_pastes_into_a_readme(cli, tmp_path):
+    result = cli("compare", *TINY, "--out", tmp_path, "--format", "markdown", "--metric", "nll", "--metric", "ood.*", "-q")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "**two-moons (rank by nll)**"
+    assert lines[2].startswith("| method   | nll ↓ ") and "ood.far.auroc ↑" in lines[2] and "accuracy" not in lines[2]
+    assert lines[4].startswith("| map      | **0.")
+    assert "**average rank across tasks**" in lines and lines[-1].startswith("_mean ± standard error")
+
+
+def test_compare_then_check_passes_and_a_worse_record_fails(cli, tmp_path):
+    out = tmp_path / "results"
+    base = cli("compare", *TINY, "--out", out, "--format", "json", "-q")
+    (tmp_path / "base.json").write_text(base.stdout)
+    assert cli("check", tmp_path / "base.json", "--results", out).exit_code == 0
+    for path in out.glob("*.json"):  # every seed clearly worse, so the change is beyond noise
+        record = json.loads(path.read_text())
+        if record["key"]["task"] == "two-moons":
+            record["metrics"]["ece"] += 0.5
+            path.write_text(json.dumps(record))
+    result = cli("check", tmp_path / "base.json", "--results", out, "--format", "csv")
+    assert result.exit_code == 1
+    assert [line.split(",")[2:] for line in result.stdout.splitlines()[1:]][0][0] == "ece"
+    assert result.stdout.splitlines()[1].endswith(",regressed")
+
+
+def test_set_applies_where_the_key_exists_and_a_typo_is_refused():
+    plan = build_plan(Request(tasks=("two-moons", "digits"), methods=("map",), seeds=1, settings=("n_train=100",)))
+    configs = {job.task: job.task_config for job in plan.jobs}
+    assert configs["two-moons"]["n_train"] == 100 and "n_train" not in configs["digits"]
+    with pytest.raises(BadConfig, match="no method \\(map\\) or task \\(two-moons, digits\\) in this comparison has a key 'n_trian'"):
+        build_plan(Request(tasks=("two-moons", "digits"), methods=("map",), settings=("n_trian=100",)))
+
+
+def test_unsupported_pairs_are_skipped_and_reported(classification_only):
+    plan = build_plan(Request(tasks=("two-moons", "toy-regression"), methods=("map", "cls-only"), seeds=1))
+    assert [(j.task, j.method) for j in plan.jobs] == [("two-moons", "map"), ("two-moons", "cls-only"), ("toy-regression", "map")]
+    assert plan.skipped == ["cls-only on toy-regression: cls-only does not support regression"]
+
+
+def test_suites_plan_seeds_and_splits_and_name_missing_methods(monkeypatch):
+    assert {"quick", "uci", "cifar"} <= set(suites.names())
+    assert suites.get("quick").tasks == ("toy-regression", "two-moons", "digits")
+    monkeypatch.setitem(suites._items, "tiny", Suite("test", ("two-moons",), ("map",), seeds=2, settings={"two-moons": ("epochs=1",)}))
+    plan = build_plan(Request(suite="tiny"))
+    assert [(j.seed, j.split, j.task_config["epochs"]) for j in plan.jobs] == [(0, 0, 1), (1, 0, 1)]
+    assert build_plan(Request(suite="tiny", settings=("epochs=4",))).jobs[0].task_config["epochs"] == 4
+    assert build_plan(Request(suite="tiny", epochs=5)).jobs[0].task_config["epochs"] == 5
+    monkeypatch.setitem(suites._items, "broken", Suite("test", ("two-moons",), ("map", "no-such-method")))
+    with pytest.raises(UnknownName, match="suite 'broken': unknown method 'no-such-method'"):
+        build_plan(Request(suite="broken"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--suite", "nope"), "unknown suite 'nope'"),
+        (("--suite", "quick", "--tasks", "digits"), "--suite and --tasks: give one of them"),
+        (("--tasks", "two-moons", "--methods", "mapp"), "unknown method 'mapp'. Did you mean 'map'?"),
+        (("--tasks", "two-moons", "--methods", "map", "--jobs", "2"), "--jobs 2: parallel execution is not available"),
+        (("--tasks", "two-moons", "--methods", "map", "--seeds", "0"), "--seeds 0: must be at least 1"),
+        (("--tasks", ",", "--methods", "map"), "--tasks ',': expected comma-separated names"),
+        (("--tasks", "two-moons", "--format", "xml"), "--format 'xml': expected one of"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(cli, tmp_path, args, message):
+    result = cli("compare", *args, "--out", tmp_path)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert message in result.stderr
+
+
+def test_unknown_metric_is_refused_after_the_runs_are_kept(cli, tmp_path):
+    result = cli("compare", "--tasks", "two-moons", "--methods", "map", "--seeds", "1", *SMALL, "--out", tmp_path, "--metric", "rmse", "-q")
+    assert result.exit_code == 2 and "--metric 'rmse': no run of this comparison reports it" in result.stderr
+    assert len(list(tmp_path.glob("*.json"))) == 1

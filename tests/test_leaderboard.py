@@ -1,0 +1,136 @@
+"""Leaderboard aggregation: mean and standard error, ranks, best per column, paired within-noise marks, JSON."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from uqbench.errors import DataError, UnknownName
+from uqbench.leaderboard import SCHEMA, Leaderboard, build, config_id, flat_table, paired_test, rank_table, task_table
+from uqbench.results import RunKey, RunRecord
+
+
+def record(method, task, seed, metrics, status="ok", lr=0.003, split=0, fit=1.0, n_params=None):
+    key = RunKey(method, {}, task, {"lr": lr}, seed, split)
+    info = {} if n_params is None else {"n_params": n_params}
+    return RunRecord(key, status, metrics=metrics if status == "ok" else {}, timings_s={"fit": fit, "predict": 0.1}, info=info)
+
+
+NLL = {"a": [0.30, 0.32, 0.31], "b": [0.50, 0.52, 0.49], "c": [0.305, 0.318, 0.312]}
+ACC = {"a": [0.90, 0.91, 0.92], "b": [0.95, 0.96, 0.94], "c": [0.80, 0.81, 0.82]}
+
+
+def moons_records():
+    return [
+        record(m, "two-moons", s, {"nll": NLL[m][s], "accuracy": ACC[m][s]}, n_params=100)
+        for m in ("a", "b", "c")
+        for s in range(3)
+    ]
+
+
+def row(board, task, method):
+    return next(r for r in board.rows if r.task == task and r.method == method)
+
+
+def test_mean_and_standard_error_match_numpy():
+    board = build(moons_records())
+    cell = row(board, "two-moons", "a").metrics["nll"]
+    assert cell.mean == pytest.approx(np.mean(NLL["a"]))
+    assert cell.se == pytest.approx(np.std(NLL["a"], ddof=1) / np.sqrt(3))
+    assert cell.n == 3
+
+
+def test_best_follows_each_metrics_direction():
+    board = build(moons_records())
+    assert row(board, "two-moons", "a").metrics["nll"].best  # lower is better
+    assert row(board, "two-moons", "b").metrics["accuracy"].best  # higher is better
+    assert not row(board, "two-moons", "a").metrics["accuracy"].best
+    assert board.metrics["nll"]["higher_is_better"] is False and board.metrics["accuracy"]["higher_is_better"] is True
+
+
+def test_within_noise_is_a_paired_t_test_against_the_best():
+    board = build(moons_records())
+    c, b = row(board, "two-moons", "c").metrics["nll"], row(board, "two-moons", "b").metrics["nll"]
+    assert c.p_value == pytest.approx(stats.ttest_rel(NLL["a"], NLL["c"]).pvalue)
+    assert c.within_noise is True  # a and c differ by less than their paired noise
+    assert b.within_noise is False and b.p_value < 0.05
+    assert row(board, "two-moons", "a").metrics["nll"].within_noise is None  # the best itself
+
+
+def test_pairing_uses_only_common_seeds_and_needs_two():
+    assert paired_test({(0, 0): 1.0, (1, 0): 2.0}, {(1, 0): 2.5, (2, 0): 1.0}) == (None, None)
+    assert paired_test({(0, 0): 1.0, (1, 0): 2.0}, {(0, 0): 1.0, (1, 0): 2.0}) == (True, 1.0)
+    assert paired_test({(0, 0): 1.0, (1, 0): 2.0}, {(0, 0): 1.5, (1, 0): 2.5}) == (False, 0.0)  # constant shift
+
+
+def test_ranks_share_ties_and_average_over_tasks():
+    recs = moons_records() + [
+        record(m, "toy-regression", s, {"nll": v, "rmse": 1.0})
+        for m, v in (("a", 2.0), ("b", 1.0), ("c", 1.0))
+        for s in range(2)
+    ]
+    board = build(recs)
+    assert board.rank_by == {"two-moons": "nll", "toy-regression": "nll"}
+    assert [row(board, "two-moons", m).rank for m in "abc"] == [1, 3, 2]
+    assert [row(board, "toy-regression", m).rank for m in "abc"] == [3, 1.5, 1.5]
+    assert [row(board, "two-moons", m).avg_rank for m in "abc"] == [2.0, 2.25, 1.75]
+    columns, rows = rank_table(board)
+    assert columns == ["method", "two-moons", "toy-regression", "avg rank"]
+    assert [r[0] for r in rows] == ["c", "a", "b"]
+
+
+def test_metric_patterns_choose_columns_and_the_ranking_metric():
+    recs = [record("a", "digits", s, {"accuracy": 0.9, "nll": 0.3, "ood.noise.auroc": 0.8, "ood.rot.auroc": 0.7}) for s in range(2)]
+    board = build(recs, metrics=("ood.*.auroc", "nll"))
+    assert board.columns("digits") == ["ood.noise.auroc", "ood.rot.auroc", "nll"]
+    assert board.rank_by["digits"] == "ood.noise.auroc"
+    with pytest.raises(UnknownName, match="--metric 'rmse'.*available: accuracy, nll"):
+        build(recs, metrics=("rmse",))
+
+
+def test_failed_and_missing_runs_are_counted():
+    recs = moons_records()[:3] + [record("a", "two-moons", 3, {}, status="failed")]
+    r = row(build(recs, expected={("two-moons", "a"): 5}), "two-moons", "a")
+    assert (r.n_runs, r.n_failed, r.n_missing) == (3, 1, 1)
+
+
+def test_configs_are_kept_apart():
+    recs = [record("a", "t", s, {"nll": 1.0}, lr=lr) for s in range(2) for lr in (0.1, 0.2)]
+    board = build(recs)
+    assert len(board.rows) == 2 and len({r.config_id for r in board.rows}) == 2
+    assert config_id(recs[0].key) == board.rows[0].config_id
+    labels = [r[0] for r in task_table(board, "t", "table")[1]]
+    assert all(label.startswith("a (") for label in labels)
+
+
+def test_cost_columns():
+    r = row(build(moons_records()), "two-moons", "a")
+    assert r.cost == pytest.approx({"fit_s": 1.0, "predict_s": 0.1, "n_params": 100})
+
+
+def test_json_round_trip_and_schema_check():
+    board = build(moons_records())
+    data = json.loads(json.dumps(board.to_json()))
+    assert data["schema"] == SCHEMA and data["rows"][0]["metrics"]["nll"]["se"] >= 0
+    again = Leaderboard.from_json(data)
+    assert again.to_json() == board.to_json()
+    with pytest.raises(DataError, match="schema 'other/1'"):
+        Leaderboard.from_json({"schema": "other/1"})
+    with pytest.raises(DataError, match="malformed"):
+        Leaderboard.from_json({"schema": SCHEMA, "metrics": {}, "rows": [{"task": "x"}]})
+
+
+def test_markdown_cells_mark_best_and_ties():
+    columns, rows, title = task_table(build(moons_records()), "two-moons", "markdown")
+    assert columns[:3] == ["method", "accuracy ↑", "nll ↓"] and title == "two-moons (rank by nll)"
+    by_method = {r[0]: r for r in rows}
+    assert by_method["a"][2].startswith("**0.3100 ± ")
+    assert by_method["c"][2].endswith(" ≈") and not by_method["b"][2].endswith(" ≈")
+
+
+def test_flat_table_has_a_mean_and_se_column_per_metric():
+    columns, rows = flat_table(build(moons_records()))
+    assert columns[-4:] == ["accuracy", "accuracy_se", "nll", "nll_se"] and len(rows) == 3

@@ -1,0 +1,219 @@
+"""Figures from saved predictions (`--save-predictions`): reliability diagrams, 1-D regression bands, OOD-score
+histograms. PNG files drawn with matplotlib's Agg canvas (no pyplot, no global state).
+
+A reliability diagram pools the runs of one (task, method, config) that saved predictions; the regression band
+and the OOD histograms show the run with the lowest (seed, split). Regression predictions are saved as mean and variance (a
+mixture's moments), so the regression reliability curve treats each prediction as that Gaussian.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from uqbench.errors import DataError
+from uqbench.leaderboard import config_id
+from uqbench.results import RunRecord
+
+KINDS = ("reliability", "bands", "ood")
+BINS = 15  # equal-width confidence bins, as the ECE metric uses
+CMAP = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+
+
+@dataclass
+class Runs:
+    """The runs of one (task, method, config) with their saved arrays, lowest (seed, split) first."""
+
+    task: str
+    label: str
+    records: list[RunRecord]
+    arrays: list[dict[str, np.ndarray]]
+
+    def pooled(self, name: str) -> np.ndarray:
+        return np.concatenate([a[name] for a in self.arrays])
+
+    def metric(self, key: str) -> float | None:
+        values = [r.metrics.get(key) for r in self.records if r.metrics.get(key) is not None]
+        return float(np.mean(values)) if values else None
+
+
+def collect(records: list[RunRecord], results: Path) -> list[Runs]:
+    """Group the successful runs with saved predictions; DataError when there are none."""
+    groups: dict[tuple[str, str, str], list[RunRecord]] = {}
+    for rec in records:
+        if rec.status == "ok" and rec.predictions and (results / rec.predictions).exists():
+            groups.setdefault((rec.key.task, rec.key.method, config_id(rec.key)), []).append(rec)
+    if not groups:
+        raise DataError(
+            f"no saved predictions in {str(results)!r}: run `uqbench compare --save-predictions` "
+            "(or `uqbench run ... --save-predictions`) first"
+        )
+    methods_per_task: dict[tuple[str, str], int] = {}
+    for task, method, _ in groups:
+        methods_per_task[task, method] = methods_per_task.get((task, method), 0) + 1
+    out = []
+    for (task, method, cid), recs in groups.items():
+        recs = sorted(recs, key=lambda r: (r.key.seed, r.key.split))
+        label = method if methods_per_task[task, method] == 1 else f"{method}-{cid[:8]}"
+        arrays = [dict(np.load(results / r.predictions)) for r in recs]
+        out.append(Runs(task, label, recs, arrays))
+    return out
+
+
+def plot_all(runs: list[Runs], out: Path, kinds: tuple[str, ...] = KINDS, data_dir: Path | None = None) -> list[Path]:
+    """Write every figure of `kinds` that applies to each group; returns the written paths.
+
+    Files: `<out>/<task>/<method>-<kind>.png`.
+    """
+    written = []
+    for group in runs:
+        figures = {
+            "reliability": lambda g=group: reliability(g),
+            "bands": lambda g=group: bands(g, data_dir),
+            "ood": lambda g=group: ood_histograms(g),
+        }
+        for kind in kinds:
+            fig = figures[kind]()
+            if fig is None:
+                continue
+            path = out / group.task / f"{group.label}-{kind}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path, dpi=110)
+            written.append(path)
+    return written
+
+
+def _figure(width: float, height: float, rows: int = 1, ratios: tuple[float, ...] | None = None):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, 1, sharex=True, gridspec_kw={"height_ratios": ratios} if ratios else None)
+    return fig, axes
+
+
+def reliability(runs: Runs):
+    """Classification: accuracy per confidence bin against the diagonal, with the bin counts below.
+    Regression: observed against nominal coverage of the central intervals of the predictive Gaussian."""
+    if "probs" in runs.arrays[0]:
+        return _reliability_classification(runs)
+    return _reliability_regression(runs)
+
+
+def _reliability_classification(runs: Runs):
+    probs, targets = runs.pooled("probs"), runs.pooled("targets").astype(int)
+    conf, correct = probs.max(1), probs.argmax(1) == targets
+    edges = np.linspace(0.0, 1.0, BINS + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, BINS - 1)
+    count = np.bincount(which, minlength=BINS)
+    acc = np.bincount(which, weights=correct, minlength=BINS) / np.maximum(count, 1)
+    mean_conf = np.bincount(which, weights=conf, minlength=BINS) / np.maximum(count, 1)
+    centers, width, used = (edges[:-1] + edges[1:]) / 2, 1.0 / BINS, count > 0
+
+    fig, (top, bottom) = _figure(5.0, 5.6, rows=2, ratios=(3, 1))
+    top.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
+    top.bar(centers[used], acc[used], width=width, edgecolor="black", color="tab:blue", alpha=0.8, label="accuracy")
+    top.bar(centers[used], (mean_conf - acc)[used], bottom=acc[used], width=width, color="tab:red", alpha=0.3,
+            hatch="//", edgecolor="tab:red", label="gap to mean confidence")
+    ece = runs.metric("ece")
+    top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
+            title=f"{runs.label} on {runs.task}" + (f" — ECE {ece:.4f}" if ece is not None else ""))
+    top.legend(loc="upper left", fontsize=8)
+    bottom.bar(centers, count, width=width, color="grey", edgecolor="black")
+    bottom.set(xlabel=f"confidence (top label, {BINS} bins)", ylabel="predictions")
+    return fig
+
+
+def _reliability_regression(runs: Runs):
+    from scipy import stats
+
+    mean, var, y = runs.pooled("mean"), runs.pooled("var"), runs.pooled("targets")
+    z = np.abs(y - mean) / np.sqrt(var)
+    nominal = np.linspace(0.05, 0.95, 19)
+    observed = np.array([(z <= stats.norm.ppf(0.5 + p / 2)).mean() for p in nominal])
+    fig, ax = _figure(5.0, 5.0)
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
+    ax.plot(nominal, observed, marker="o", color="tab:blue", label="observed")
+    ax.set(xlabel="nominal coverage of the central interval", ylabel="observed coverage", xlim=(0, 1), ylim=(0, 1),
+           title=f"{runs.label} on {runs.task} ({len(y)} test targets)")
+    ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+def bands(runs: Runs, data_dir: Path | None = None):
+    """1-D regression: predictive mean ± 2σ over the test and OOD inputs, with the training data; None otherwise.
+
+    The inputs are not saved with the predictions, so the task is loaded again from the record's key.
+    """
+    first, arrays = runs.records[0], runs.arrays[0]
+    if "mean" not in arrays or arrays["mean"].shape[1] != 1:
+        return None
+    data = _reload(first, data_dir)
+    if data.in_shape != (1,):
+        return None
+    xs, means, variances = [data.test.x[:, 0].numpy()], [arrays["mean"][:, 0]], [arrays["var"][:, 0]]
+    for name, x in data.ood.items():
+        if f"ood_{name}_mean" in arrays:
+            xs.append(x[:, 0].numpy())
+            means.append(arrays[f"ood_{name}_mean"][:, 0])
+            variances.append(arrays[f"ood_{name}_var"][:, 0])
+    x, mean, sd = np.concatenate(xs), np.concatenate(means), np.sqrt(np.concatenate(variances))
+    order = np.argsort(x)
+    y_train = (data.train.y * data.target_scale + data.target_loc)[:, 0].numpy()
+
+    fig, ax = _figure(7.0, 4.2)
+    ax.fill_between(x[order], (mean - 2 * sd)[order], (mean + 2 * sd)[order], color="tab:blue", alpha=0.25,
+                    label="mean ± 2σ")
+    ax.plot(x[order], mean[order], color="tab:blue", lw=1.5, label="predictive mean")
+    ax.scatter(data.train.x[:, 0].numpy(), y_train, s=6, color="black", alpha=0.5, label="training data")
+    lo, hi = np.percentile(y_train, [0.5, 99.5])
+    pad = 1.5 * (hi - lo)
+    ax.set(xlabel="x (standardised)", ylabel="y", ylim=(lo - pad, hi + pad),
+           title=f"{runs.label} on {runs.task}, seed {first.key.seed} split {first.key.split}")
+    ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+def _reload(record: RunRecord, data_dir: Path | None):
+    from uqbench import config as cfgmod
+    from uqbench.tasks import tasks
+
+    cls = tasks.get(record.key.task)
+    task = cls(cfgmod.build(cls.Config, record.key.task_config, f"task {record.key.task!r}"), data_dir=data_dir)
+    return task.load(record.key.seed, record.key.split)
+
+
+def ood_histograms(runs: Runs):
+    """Histograms of the OOD score on the test inputs and on each OOD set of the run with the lowest
+    (seed, split) — scores of different runs need not share a scale; None without OOD sets."""
+    first, arrays = runs.records[0], runs.arrays[0]
+    names = [k[len("ood_") : -len("_score")] for k in arrays if k.startswith("ood_") and k.endswith("_score")]
+    if not names:
+        return None
+    scores = {"test (in-distribution)": arrays["score"]}
+    for name in names:
+        auroc = first.metrics.get(f"ood.{name}.auroc")
+        scores[f"{name}" + (f" (AUROC {auroc:.3f})" if auroc is not None else "")] = arrays[f"ood_{name}_score"]
+    every = np.concatenate(list(scores.values()))
+    lo, hi = float(every.min()), float(every.max())
+    log = lo > 0 and hi / lo > 1e3
+    if hi <= lo:  # every score equal (e.g. a constant predictive variance)
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.geomspace(lo, hi, 41) if log else np.linspace(lo, hi, 41)
+    fig, ax = _figure(6.0, 4.0)
+    for (label, s), color in zip(scores.items(), CMAP):
+        weights = np.full(len(s), 1.0 / len(s))
+        ax.hist(s, bins=edges, weights=weights, histtype="stepfilled", alpha=0.3, color=color)
+        ax.hist(s, bins=edges, weights=weights, histtype="step", lw=1.5, color=color, label=label)
+    if log:
+        ax.set_xscale("log")
+    ax.set(xlabel="OOD score (higher = more out-of-distribution)", ylabel="fraction of inputs",
+           title=f"{runs.label} on {runs.task}, seed {first.key.seed} split {first.key.split}")
+    ax.legend(fontsize=8)
+    return fig
+
+
+__all__ = ["KINDS", "Runs", "bands", "collect", "ood_histograms", "plot_all", "reliability"]
