@@ -58,3 +58,31 @@ def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path):
     assert records[jobs[0].key.id].status == "ok"
     failed = records[jobs[1].key.id]
     assert failed.status == "failed" and failed.error["type"] == "NonFiniteLoss"
+
+
+def test_compare_with_two_workers_matches_one_and_resumes_after_a_kill(tmp_path):
+    """`compare --jobs 2` gives the records `--jobs 1` gives; SIGINT keeps finished runs and a re-run does the rest."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [sys.executable, "-m", "uqbench", "compare", "--tasks", "two-moons", "--methods", "map", "--seeds", "4",
+            "--epochs", "25", "--quiet", "--format", "json"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*args, "--jobs", "2", "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not list(killed.glob("*.json")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) in (0, 130)
+    before = {p.name: p.stat().st_mtime_ns for p in killed.glob("*.json")}
+    assert before, "no run finished before the interrupt"
+    resumed = subprocess.run([*args, "--jobs", "2", "--out", str(killed)], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in killed.glob("*.json") if p.name in before} == before
+    serial = subprocess.run([*args, "--jobs", "1", "--out", str(tmp_path / "serial")], capture_output=True, text=True, timeout=600)
+    board = lambda text: {(r["method"], r["task"]): r["metrics"] for r in json.loads(text)["rows"]}  # noqa: E731
+    assert board(resumed.stdout) == board(serial.stdout)
+    assert len(list(killed.glob("*.json"))) == 4

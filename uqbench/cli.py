@@ -153,7 +153,11 @@ def compare(
         Optional[str], typer.Option("--methods", help="Comma-separated methods (default: the suite's, or all).")
     ] = None,
     seeds: Annotated[Optional[int], typer.Option("--seeds", help="Seeds per split (default: the suite's, 3).")] = None,
-    jobs: Annotated[int, typer.Option("--jobs", help="Runs at a time.")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", help="Runs at a time (worker processes, or Ray CPUs).")] = 1,
+    executor: Annotated[str, typer.Option("--executor", help="local (this machine) or ray.")] = "local",
+    address: Annotated[
+        Optional[str], typer.Option("--address", help="Ray cluster to join ('auto' or HOST:PORT); none starts a local Ray.")
+    ] = None,
     out: OutOpt = Path("results"),
     fmt: FormatOpt = "table",
     metric: Annotated[
@@ -188,7 +192,7 @@ def compare(
         store = ResultStore(out)
         if not no_run:
             check_device(plan, device)
-            _run_plan(plan, store, device, jobs, save_predictions, quiet)
+            _run_plan(plan, store, device, (jobs, executor, address), save_predictions, quiet)
         records = plan_records(plan, store)
         if not records:
             raise DataError(f"the store {str(out)!r} holds none of the {len(plan.jobs)} planned runs; run without --no-run")
@@ -196,16 +200,16 @@ def compare(
     _print_board(board, fmt)
 
 
-def _run_plan(plan, store, device: str, jobs: int, save_predictions: bool, quiet: bool) -> None:
+def _run_plan(plan, store, device: str, parallel: tuple[int, str, str | None], save_predictions: bool, quiet: bool) -> None:
     from uqbench.compare import PlanDisplay, make_executor, pending, run_jobs
     from uqbench.runner import RunOptions, Runner
 
     err = _stderr()
     ensure_writable(store.root)
     todo = pending(plan, store, need_predictions=save_predictions)
-    display = PlanDisplay(err, quiet, workers=jobs)
+    display = PlanDisplay(err, quiet, workers=parallel[0])
     runner = Runner(RunOptions(out=store.root, device=device, save_predictions=save_predictions, progress=display))
-    executor = make_executor(runner, jobs)
+    executor = make_executor(runner, *parallel)
     if not quiet:
         done = len(plan.jobs) - len(todo)
         err.print(f"{done} of {len(plan.jobs)} planned runs are in {str(store.root)!r}; running {len(todo)}", highlight=False)

@@ -182,13 +182,24 @@ def check_device(plan: Plan, device: str) -> None:
         raise BadConfig("this suite is meant for a CUDA GPU and none is available; pass --device cpu to run it anyway")
 
 
-def make_executor(runner, jobs: int) -> Executor:
-    """The executor for `--jobs N`."""
+def make_executor(runner, jobs: int, executor: str = "local", address: str | None = None) -> Executor:
+    """The executor for `--jobs N [--executor local|ray] [--address ADDR]`.
+
+    local: in this process for one job at a time, else a pool of N worker processes. ray: Ray tasks on a local
+    instance (N CPUs, or all when N is 1) or, with an address, on an existing cluster.
+    """
+    from uqbench.executors import ProcessPool, RayExecutor, WorkerOptions
+
     if jobs < 1:
         raise BadConfig(f"--jobs {jobs}: must be at least 1")
-    if jobs > 1:
-        raise BadConfig(f"--jobs {jobs}: parallel execution is not available in this version; use --jobs 1")
-    return InProcess(runner)
+    if executor not in ("local", "ray"):
+        raise BadConfig(f"--executor {executor!r}: expected local or ray")
+    if address is not None and executor != "ray":
+        raise BadConfig("--address is only for --executor ray")
+    options = WorkerOptions(str(runner.options.out), runner.options.device, runner.options.save_predictions)
+    if executor == "ray":
+        return RayExecutor(options, address=address, num_cpus=jobs if jobs > 1 and address is None else None)
+    return InProcess(runner) if jobs == 1 else ProcessPool(jobs, options)
 
 
 class PlanDisplay:

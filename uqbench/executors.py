@@ -126,8 +126,8 @@ class ProcessPool:
                     yield future.result()
                 except Exception as exc:  # the worker died (BrokenProcessPool) or could not send the record
                     yield failed_record(futures[future], "worker", exc)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        finally:  # on Ctrl-C, do not wait for running jobs: their records would be discarded anyway
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 class RayExecutor:

@@ -60,7 +60,7 @@ def test_compare_runs_the_plan_and_prints_json_leaderboards(cli, tmp_path):
 
 
 def test_interrupted_compare_keeps_finished_runs_and_resumes(cli, tmp_path, monkeypatch):
-    monkeypatch.setattr(compare_mod, "make_executor", lambda runner, jobs: StopAfter(runner, 2))
+    monkeypatch.setattr(compare_mod, "make_executor", lambda runner, *parallel: StopAfter(runner, 2))
     result = cli("compare", *TINY, "--out", tmp_path)
     assert result.exit_code == 130
     assert "interrupted: 2 finished run(s) kept" in result.stderr
@@ -154,7 +154,9 @@ def test_suites_plan_seeds_and_splits_and_name_missing_methods(monkeypatch):
         (("--suite", "nope"), "unknown suite 'nope'"),
         (("--suite", "quick", "--tasks", "digits"), "--suite and --tasks: give one of them"),
         (("--tasks", "two-moons", "--methods", "mapp"), "unknown method 'mapp'. Did you mean 'map'?"),
-        (("--tasks", "two-moons", "--methods", "map", "--jobs", "2"), "--jobs 2: parallel execution is not available"),
+        (("--tasks", "two-moons", "--methods", "map", "--jobs", "0"), "--jobs 0: must be at least 1"),
+        (("--tasks", "two-moons", "--methods", "map", "--executor", "slurm"), "--executor 'slurm': expected local or ray"),
+        (("--tasks", "two-moons", "--methods", "map", "--address", "auto"), "--address is only for --executor ray"),
         (("--tasks", "two-moons", "--methods", "map", "--seeds", "0"), "--seeds 0: must be at least 1"),
         (("--tasks", ",", "--methods", "map"), "--tasks ',': expected comma-separated names"),
         (("--tasks", "two-moons", "--format", "xml"), "--format 'xml': expected one of"),
