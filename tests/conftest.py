@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 SHARED_UCI = Path(__file__).resolve().parents[2] / "shared" / "uci"
 
@@ -46,3 +47,16 @@ def torch_state():
     torch.set_rng_state(rng)
     torch.set_default_dtype(dtype)
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def cli():
+    """Invoke the Typer app in-process; the result keeps stdout and stderr apart."""
+    from uqbench.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(app, [str(a) for a in args])
+
+    return invoke
