@@ -31,8 +31,10 @@ def test_same_seed_same_weights_other_seed_other_order():
 
 def test_training_reduces_loss():
     x, y = _problem()
-    model = nn.Linear(3, 1)
-    result = fit_module(model, lambda a, b: ((model(a) - b) ** 2).mean(), (x, y), TrainConfig(epochs=50, lr=0.05), seed=0)
+    with seeded(0):
+        model = nn.Linear(3, 1)
+    cfg = TrainConfig(epochs=50, batch_size=8, lr=0.05)
+    result = fit_module(model, lambda a, b: ((model(a) - b) ** 2).mean(), (x, y), cfg, seed=0)
     assert result.history[-1] < 0.01 * result.history[0]
     assert not model.training  # left in eval mode
 
