@@ -1,27 +1,30 @@
 """Wall-time speed-up of `uqbench compare --jobs 2` over `--jobs 1` on the same plan, measured in one run.
 
 Each variant runs in a fresh results directory (nothing cached), as a subprocess, so start-up costs count.
-Default plan: the `quick` suite's tasks with map, mc-dropout and ensemble, 4 seeds, the tasks' own epochs.
+Default plan: the whole `quick` suite (three tasks, six methods, 3 seeds). A third run, `--jobs 1` with torch
+limited to one thread, shows how much of the machine `--jobs 1` already uses through torch's intra-op threads.
 
-    python benchmarks/parallel_speedup.py                      # prints both wall times and the ratio
+    python benchmarks/parallel_speedup.py                      # prints the wall times and the ratios
     python benchmarks/parallel_speedup.py --methods map --seeds 2 --epochs 20
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
 import time
 
 
-def wall_time(args: list[str], jobs: int) -> float:
+def wall_time(args: list[str], jobs: int, one_thread: bool = False) -> float:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"} if one_thread else None
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "uqbench", "compare", *args, "--jobs", str(jobs), "--out", out, "--quiet"],
-            check=True, stdout=subprocess.DEVNULL,
+            check=True, stdout=subprocess.DEVNULL, env=env,
         )
         return time.perf_counter() - t0
 
@@ -29,8 +32,8 @@ def wall_time(args: list[str], jobs: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="toy-regression,two-moons,digits")
-    parser.add_argument("--methods", default="map,mc-dropout,ensemble")
-    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--methods", default="map,vbll,mc-dropout,ensemble,sngp,laplace")
+    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--jobs", type=int, default=2)
     ns = parser.parse_args()
@@ -38,11 +41,14 @@ def main() -> None:
     if ns.epochs is not None:
         args += ["--epochs", str(ns.epochs)]
     serial = wall_time(args, 1)
+    serial_one_thread = wall_time(args, 1, one_thread=True)
     parallel = wall_time(args, ns.jobs)
     print(f"plan: {' '.join(args)}")
     print(f"--jobs 1: {serial:.1f} s")
+    print(f"--jobs 1, one torch thread: {serial_one_thread:.1f} s")
     print(f"--jobs {ns.jobs}: {parallel:.1f} s")
-    print(f"speed-up: {serial / parallel:.2f}x (target >= 1.7x on 2 cores)")
+    print(f"speed-up over --jobs 1: {serial / parallel:.2f}x (target >= 1.7x on 2 cores)")
+    print(f"speed-up over one thread: {serial_one_thread / parallel:.2f}x")
 
 
 if __name__ == "__main__":
