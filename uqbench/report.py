@@ -58,7 +58,8 @@ def metric_rows(records: list) -> tuple[list[str], list[list[Any]]]:
 
     rows = []
     for key, (mean, se, n) in aggregate(records).items():
-        arrow = "↑" if metric_spec(key).higher_is_better else "↓"
+        spec = metric_spec(key)
+        arrow = f"→ {spec.ideal:g}" if spec.ideal is not None else "↑" if spec.higher_is_better else "↓"
         rows.append([f"{key} {arrow}", mean_se_cell(mean, se, n), n])
     failed = sum(r.status != "ok" for r in records)
     if failed:
