@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Literal, Protocol
+from typing import Any, Callable, Iterator, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -128,6 +129,7 @@ def fit_module(
     on_epoch_start: Callable[[int], None] | None = None,
     progress: Progress | None = None,
     description: str = "train",
+    amp: bool = True,
 ) -> TrainResult:
     """Minimise `loss_fn` over mini-batches of `data` for `cfg.epochs` epochs.
 
@@ -142,6 +144,8 @@ def fit_module(
         batch_transform: applied to the first tensor of each training batch (data augmentation).
         on_epoch_start: called with the 0-based epoch index before each epoch.
         progress: receives one `advance` per epoch.
+        amp: mixed precision on CUDA (bf16 autocast where supported, else fp16 with loss scaling) around
+            `loss_fn`; no effect on other devices.
 
     Raises:
         NonFiniteLoss: the loss became NaN or infinite; message gives epoch and step.
@@ -153,6 +157,7 @@ def fit_module(
     opt = make_optimizer(params if params is not None else [p for p in module.parameters() if p.requires_grad], cfg)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     sched = _schedule(opt, cfg, cfg.epochs * steps_per_epoch)
+    autocast, scaler = _mixed_precision(device, amp)
     progress = progress or NullProgress()
     result = TrainResult(epochs_run=0, final_loss=float("nan"))
     best_state, bad_epochs = None, 0
@@ -168,14 +173,17 @@ def fit_module(
                 batch = [t[idx] for t in data]
                 if batch_transform is not None:
                     batch[0] = batch_transform(batch[0], generator)
-                loss = loss_fn(*batch)
+                with autocast():
+                    loss = loss_fn(*batch)
                 if not torch.isfinite(loss):
                     raise NonFiniteLoss(f"loss became {float(loss.detach())} at epoch {epoch + 1} step {step + 1}")
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                scaler.scale(loss).backward()
                 if cfg.grad_clip is not None:
+                    scaler.unscale_(opt)
                     nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
-                opt.step()
+                scaler.step(opt)
+                scaler.update()
                 if sched is not None:
                     sched.step()
                 total += float(loss.detach()) * len(idx)
@@ -199,6 +207,16 @@ def fit_module(
         module.load_state_dict(best_state)
     module.eval()
     return result
+
+
+def _mixed_precision(device: torch.device, enabled: bool) -> tuple[Callable[[], Any], torch.amp.GradScaler]:
+    """(autocast context factory, gradient scaler) for `device`; both are pass-throughs off CUDA or when disabled."""
+    if not enabled or device.type != "cuda":
+        return contextlib.nullcontext, torch.amp.GradScaler("cuda", enabled=False)
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # fp16 needs loss scaling against gradient underflow; bf16 has float32's exponent range and does not
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    return functools.partial(torch.autocast, "cuda", dtype=dtype), scaler
 
 
 @torch.no_grad()

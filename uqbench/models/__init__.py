@@ -56,7 +56,7 @@ def build_backbone(spec: BackboneSpec, *, dropout: float = 0.0, spectral_norm: f
         dropout: dropout probability after every hidden activation (0 = none).
         spectral_norm: bound on the spectral norm of every hidden weight matrix (None = no normalisation).
     """
-    from uqbench.models import cnn, mlp  # noqa: F401  (register the built-in architectures)
+    from uqbench.models import cnn, mlp, resnet  # noqa: F401  (register the built-in architectures)
 
     if spec.arch not in ARCHITECTURES:
         raise BadConfig(f"unknown backbone {spec.arch!r}; available: {', '.join(sorted(ARCHITECTURES))}")

@@ -1,0 +1,315 @@
+"""Image tasks: the on-disk readers, normalisation, augmentation, offline errors and end-to-end runs.
+
+Every test writes a tiny dataset in the real formats (CIFAR's pickled python batches, SVHN's .mat files, IDX
+files for Fashion-MNIST and MNIST) into tmp_path and passes it as --data-dir, so the real loading code runs
+offline. Downloads are replaced by a function that fails as an offline machine does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import pickle
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from uqbench.cli import app
+from uqbench.datasets import file_sha256
+from uqbench.errors import BadConfig, DataError
+from uqbench.methods import methods
+from uqbench.tasks import fashion_mnist, tasks
+from uqbench.tasks.images import SOURCES, Normaliser, RandomCropFlip, load_images
+
+N = 12  # images per file
+
+
+def _pixels(rng: np.random.Generator, n: int, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+
+
+def write_cifar10(root: Path, seed: int = 0) -> np.ndarray:
+    """Five training batches and a test batch of N images each; returns the test pixels [N, 3, 32, 32]."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        pixels = _pixels(rng, N, (3, 32, 32))
+        entry = {"batch_label": name, "labels": [int(c) for c in rng.integers(0, 10, N)],
+                 "data": pixels.reshape(N, 3072), "filenames": [f"{i}.png" for i in range(N)]}
+        with open(folder / name, "wb") as fh:
+            pickle.dump(entry, fh, protocol=2)
+    return pixels
+
+
+def write_cifar100(root: Path, seed: int = 1) -> None:
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for name in ("train", "test"):
+        entry = {"fine_labels": [int(c) for c in rng.integers(0, 100, N)], "coarse_labels": [0] * N,
+                 "data": _pixels(rng, N, (3, 32, 32)).reshape(N, 3072)}
+        with open(folder / name, "wb") as fh:
+            pickle.dump(entry, fh, protocol=2)
+
+
+def write_svhn(root: Path, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """train/test .mat files as the SVHN site ships them (X [32, 32, 3, N], y [N, 1], 10 for the digit 0)."""
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):
+        pixels = _pixels(rng, N, (3, 32, 32))
+        y = rng.integers(1, 11, (N, 1)).astype(np.uint8)
+        savemat(root / f"{split}_32x32.mat", {"X": pixels.transpose(2, 3, 1, 0), "y": y})
+    return pixels, y
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """uint8 array as an IDX file (gzipped when the name ends in .gz)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    opener = gzip.open if path.suffix == ".gz" else open
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with opener(path, "wb") as fh:
+        fh.write(header + array.astype(np.uint8).tobytes())
+
+
+def write_mnist_like(folder: Path, seed: int, gz: bool, splits: tuple[str, ...] = ("train", "test")) -> None:
+    rng = np.random.default_rng(seed)
+    for split in splits:
+        images_name, labels_name = fashion_mnist.IDX_FILES[split]
+        suffix = ".gz" if gz else ""
+        write_idx(folder / (images_name + suffix), _pixels(rng, N, (28, 28)))
+        write_idx(folder / (labels_name + suffix), rng.integers(0, 10, N))
+
+
+@pytest.fixture
+def image_root(tmp_path: Path) -> Path:
+    """A data root with tiny CIFAR-10, CIFAR-100 and SVHN."""
+    root = tmp_path / "data"
+    write_cifar10(root)
+    write_cifar100(root)
+    write_svhn(root)
+    return root
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+    """An empty cache and downloads that fail as on a machine without network; returns the names attempted."""
+    attempts: list[str] = []
+    monkeypatch.setenv("UQBENCH_DATA", str(tmp_path / "cache"))
+
+    def fail(name: str):
+        def download(*args, **kwargs):
+            attempts.append(name)
+            raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+        return download
+
+    for name, source in SOURCES.items():
+        monkeypatch.setitem(SOURCES, name, dataclasses.replace(source, download=fail(name)))
+    monkeypatch.setattr(fashion_mnist, "torchvision_download", fail)
+    return attempts
+
+
+def test_cifar_reader_keeps_the_channel_first_layout(tmp_path):
+    test_pixels = write_cifar10(tmp_path)
+    test = load_images(SOURCES["cifar10"], "test", tmp_path)
+    train = load_images(SOURCES["cifar10"], "train", tmp_path)
+    np.testing.assert_array_equal(test.pixels, test_pixels)
+    assert train.pixels.shape == (5 * N, 3, 32, 32) and train.labels.dtype == np.int64
+    assert test.sha256 == {"cifar-10-batches-py/test_batch": file_sha256(tmp_path / "cifar-10-batches-py/test_batch")}
+
+
+def test_cifar100_uses_fine_labels_and_svhn_maps_10_to_0(tmp_path):
+    write_cifar100(tmp_path)
+    assert load_images(SOURCES["cifar100"], "test", tmp_path).labels.max() < 100
+    pixels, y = write_svhn(tmp_path)
+    test = load_images(SOURCES["svhn"], "test", tmp_path)
+    np.testing.assert_array_equal(test.pixels, pixels)
+    np.testing.assert_array_equal(test.labels, y[:, 0] % 10)
+    assert set(test.labels) <= set(range(10))
+
+
+def test_normaliser_matches_numpy_statistics():
+    pixels = _pixels(np.random.default_rng(0), 20, (3, 8, 8))
+    norm = Normaliser.fit(pixels)
+    x = pixels.astype(np.float64) / 255
+    np.testing.assert_allclose(norm.mean, x.mean((0, 2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(norm.std, x.std((0, 2, 3)), rtol=1e-6)
+    out = norm(pixels)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.mean((0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+
+
+def test_cifar10_task_data(image_root):
+    cifar10 = tasks.get("cifar10")
+    task = cifar10(cifar10.Config(backbone="resnet-small", n_train=40, n_test=10), data_dir=image_root)
+    data = task.load(seed=0, split=0)
+    assert data.train.x.shape == (40, 3, 32, 32) and data.test.x.shape == (10, 3, 32, 32)
+    assert data.out_dim == 10 and data.backbone.arch == "resnet-small" and data.backbone.in_shape == (3, 32, 32)
+    assert list(data.ood) == ["svhn", "cifar100"] and all(v.shape == (10, 3, 32, 32) for v in data.ood.values())
+    assert isinstance(data.train_transform, RandomCropFlip) and data.train_transform.flip
+    assert len(data.data_sha256) == 5 + 1 + 1 + 1 and not data.info
+    assert task.size() == "40 / 10"
+
+
+def test_svhn_task_crops_without_flipping_and_augment_can_be_off(image_root):
+    svhn = tasks.get("svhn")
+    assert svhn(data_dir=image_root).load(0, 0).train_transform == RandomCropFlip(4, flip=False)
+    assert svhn(svhn.Config(augment=False), data_dir=image_root).load(0, 0).train_transform is None
+
+
+def test_random_crop_flip_is_a_padded_crop_drawn_from_the_generator():
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6) + 1
+    augment = RandomCropFlip(padding=2)
+    out = augment(x, torch.Generator().manual_seed(0))
+    assert torch.equal(out, augment(x, torch.Generator().manual_seed(0)))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for b in range(2):
+        windows = [padded[b, :, i : i + 6, j : j + 6] for i in range(5) for j in range(5)]
+        assert any(torch.equal(out[b], w) or torch.equal(out[b], w.flip(-1)) for w in windows)
+    assert torch.equal(RandomCropFlip(padding=0, flip=False)(x, torch.Generator()), x)
+
+
+def test_random_crop_flip_draws_uniform_shifts_and_fair_flips():
+    x = torch.zeros(4000, 1, 3, 3)
+    x[:, :, 1, 1] = 1.0  # a mark in the centre: a shift (dy, dx) in {0, 1, 2}^2 moves it to (2 - dy, 2 - dx)
+    shifted = RandomCropFlip(padding=1, flip=False)(x, torch.Generator().manual_seed(0))
+    frequency = torch.bincount(shifted.flatten(1).argmax(1), minlength=9).float() / len(x)
+    assert ((frequency > 0.08) & (frequency < 0.14)).all()
+    x = torch.zeros(4000, 1, 1, 3)
+    x[..., 0] = 1.0
+    flipped = RandomCropFlip(padding=0, flip=True)(x, torch.Generator().manual_seed(0))[:, 0, 0, 2] == 1
+    assert 0.45 < flipped.float().mean() < 0.55
+
+
+def test_config_validation():
+    with pytest.raises(BadConfig, match="'n_train' must be a positive integer"):
+        tasks.get("cifar10").Config(n_train=0)
+
+
+def test_default_backbone_follows_the_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert tasks.get("cifar100").Config().backbone == "wrn-28-10"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert tasks.get("cifar100").Config().backbone == "resnet-small"
+    assert tasks.get("fashion-mnist").Config().backbone == "resnet-small"
+
+
+def test_missing_file_in_data_dir_names_it_and_never_downloads(tmp_path, offline):
+    write_cifar10(tmp_path)  # but no SVHN, which is an OOD set of cifar10
+    with pytest.raises(DataError, match=r"svhn: file not found: .*test_32x32.mat; --data-dir must hold"):
+        tasks.get("cifar10")(data_dir=tmp_path).load(0, 0)
+    assert offline == []
+
+
+def test_offline_without_data_dir_is_one_line_and_exit_2(tmp_path, offline):
+    result = CliRunner().invoke(app, ["run", "map", "--task", "cifar10", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cifar10: not in ") and "download failed" in lines[0]
+    assert "--data-dir DIR holding cifar-10-batches-py/" in lines[0] and "Traceback" not in result.output
+    assert result.stdout == "" and offline == ["cifar10"]
+
+
+def test_corrupt_file_is_a_data_error(tmp_path):
+    write_cifar10(tmp_path)
+    (tmp_path / "cifar-10-batches-py/test_batch").write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match="test_batch: not a CIFAR python batch"):
+        load_images(SOURCES["cifar10"], "test", tmp_path)
+
+
+@pytest.mark.parametrize("method", ["map", "vbll"])
+def test_run_end_to_end_on_a_tiny_cifar10(image_root, tmp_path, method):
+    if method not in methods.names():
+        pytest.skip(f"method {method!r} is not registered yet")
+    backbone = "resnet-small" if method == "map" else "cnn"  # the ResNet path once; the other run kept cheap
+    args = ["run", method, "--task", "cifar10", "--data-dir", str(image_root), "--out", str(tmp_path / "out"),
+            "--epochs", "1", "--set", f"backbone={backbone}", "--set", "batch_size=16", "--set", "n_test=8",
+            "--device", "cpu", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)
+    assert record["status"] == "ok"
+    assert record["n"] == {"train": 5 * N, "val": 0, "test": 8, "ood.svhn": 8, "ood.cifar100": 8}
+    assert {"accuracy", "nll", "ece", "ood.svhn.auroc", "ood.cifar100.auroc"} <= set(record["metrics"])
+    assert record["key"]["task_config"]["backbone"] == backbone
+    assert "cifar-10-batches-py/data_batch_1" in record["data_sha256"]
+
+
+def test_idx_reader_plain_and_gzipped(tmp_path):
+    array = _pixels(np.random.default_rng(0), 3, (28, 28))
+    for name in ("a-idx3-ubyte", "a-idx3-ubyte.gz"):
+        write_idx(tmp_path / name, array)
+        np.testing.assert_array_equal(fashion_mnist.read_idx(tmp_path / name), array)
+    (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(DataError, match="not a uint8 IDX file"):
+        fashion_mnist.read_idx(tmp_path / "bad")
+    (tmp_path / "short").write_bytes((tmp_path / "a-idx3-ubyte").read_bytes()[:-5])
+    with pytest.raises(DataError, match="IDX header says shape"):
+        fashion_mnist.read_idx(tmp_path / "short")
+
+
+def test_fashion_mnist_from_a_flat_data_dir_with_mnist(tmp_path, offline):
+    write_mnist_like(tmp_path, seed=0, gz=False)
+    write_mnist_like(tmp_path / "MNIST" / "raw", seed=1, gz=True, splits=("test",))
+    data = tasks.get("fashion-mnist")(data_dir=tmp_path).load(0, 0)
+    assert data.train.x.shape == (N, 1, 28, 28) and data.backbone.arch == "resnet-small"
+    assert list(data.ood) == ["mnist", "digits"]
+    assert data.ood["mnist"].shape == (N, 1, 28, 28) and data.ood["digits"].shape == (1797, 1, 28, 28)
+    assert data.train_transform is None and not data.info
+    assert "MNIST/raw/t10k-images-idx3-ubyte.gz" in data.data_sha256 and offline == []
+
+
+def test_fashion_mnist_without_mnist_names_the_missing_ood_set(tmp_path, offline):
+    write_mnist_like(tmp_path / "FashionMNIST" / "raw", seed=0, gz=True)
+    data = tasks.get("fashion-mnist")(data_dir=tmp_path).load(0, 0)
+    assert list(data.ood) == ["digits"] and data.info == {"ood_unavailable": ["mnist"]}
+
+
+def test_fashion_mnist_missing_everywhere_offline(monkeypatch, tmp_path, offline):
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "no-debian")
+    expected = r"could not be downloaded; pass --data-dir DIR holding them, or install Debian.s package \(apt-get"
+    with pytest.raises(DataError, match=expected):
+        tasks.get("fashion-mnist")().load(0, 0)
+    assert offline == ["FashionMNIST"]
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not fashion_mnist.DEBIAN_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_from_the_debian_package(offline):
+    task = tasks.get("fashion-mnist")(tasks.get("fashion-mnist").Config(n_test=100))
+    data = task.load(0, 0)
+    assert data.train.x.shape == (60000, 1, 28, 28) and data.test.x.shape == (100, 1, 28, 28)
+    assert torch.bincount(data.train.y).tolist() == [6000] * 10
+    assert data.info == {"ood_unavailable": ["mnist"]} and offline == ["MNIST"]
+    assert set(data.data_sha256) >= {str(fashion_mnist.DEBIAN_DIR / "train-images-idx3-ubyte.gz"), "digits"}
+
+
+def test_list_tasks_shows_the_image_tasks():
+    result = CliRunner().invoke(app, ["list", "tasks", "--format", "csv"])
+    rows = {line.split(",")[0]: line for line in result.stdout.splitlines()}
+    assert rows["cifar10"].startswith("cifar10,classification,50000 / 10000,1,\"svhn, cifar100\"")
+    assert rows["cifar100"].startswith("cifar100,classification,50000 / 10000,1,\"svhn, cifar10\"")
+    assert rows["svhn"].startswith("svhn,classification,73257 / 26032,1,")
+    assert rows["fashion-mnist"].startswith("fashion-mnist,classification,60000 / 10000,1,\"mnist, digits\"")
+
+
+@pytest.mark.gpu
+def test_cuda_run_with_mixed_precision(image_root, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    args = ["run", "map", "--task", "cifar10", "--data-dir", str(image_root), "--out", str(tmp_path / "out"),
+            "--epochs", "2", "--set", "backbone=resnet18", "--device", "cuda", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)
+    assert record["status"] == "ok" and record["env"]["device"] == "cuda"
+

@@ -1,0 +1,333 @@
+"""Image classification: CIFAR-10, CIFAR-100 and SVHN with ResNets, read from torchvision's on-disk formats.
+
+Files are found under a data root (`--data-dir DIR`, else `$UQBENCH_DATA`, else the user cache directory) in
+torchvision's layout: `cifar-10-batches-py/` (CIFAR-10 python version), `cifar-100-python/`, and SVHN's
+`train_32x32.mat` / `test_32x32.mat`. Without `--data-dir`, missing files are downloaded with torchvision's
+dataset classes (which check the archives' md5); with it, nothing is downloaded. The readers below parse the
+formats directly, so any file in the right format is accepted, and the record stores the sha256 of every file read.
+
+Pixels are scaled to [0, 1] and standardised per channel with the mean and standard deviation of the full
+training set (on the real data these are the usual CIFAR/SVHN normalisation constants); OOD sets use the
+in-distribution statistics. Training batches are augmented on their own device by `RandomCropFlip`.
+"""
+
+from __future__ import annotations
+
+import pickle
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from uqbench.datasets import data_root, file_sha256
+from uqbench.errors import BadConfig, DataError
+from uqbench.models import BackboneSpec
+from uqbench.models.resnet import resnet_spec
+from uqbench.tasks.base import Split, Task, TaskData, tasks
+from uqbench.training import TrainConfig
+
+Backbone = Literal["cnn", "resnet-small", "resnet18", "wrn-28-10"]
+DOWNLOAD_ERRORS = (OSError, RuntimeError, ValueError, EOFError, tarfile.TarError)
+
+
+def default_backbone() -> str:
+    """'wrn-28-10' (the SNGP/VBLL papers' backbone) when a CUDA device is present, else the CPU-sized 'resnet-small'."""
+    return "wrn-28-10" if torch.cuda.is_available() else "resnet-small"
+
+
+def backbone_spec(name: str, in_shape: tuple[int, ...]) -> BackboneSpec:
+    """The BackboneSpec of a `Backbone` name for images of `in_shape` (C, H, W)."""
+    return BackboneSpec("cnn", in_shape, width=32) if name == "cnn" else resnet_spec(name, in_shape)
+
+
+@dataclass(frozen=True)
+class Images:
+    """Decoded images of one split of one dataset.
+
+    Attributes:
+        pixels: uint8 [N, C, H, W].
+        labels: int64 [N].
+        sha256: file path relative to the data root -> sha256 of the file.
+    """
+
+    pixels: np.ndarray
+    labels: np.ndarray
+    sha256: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a dataset's files lie under a data root, how to read them and how to download them.
+
+    Attributes:
+        name: dataset name as used in task and OOD-set names.
+        files: split ('train' / 'test') -> file paths relative to the data root.
+        read: file paths -> (uint8 pixels [N, C, H, W], int64 labels [N]).
+        download: (data root, split) -> None; puts the split's files under the root (torchvision).
+        hint: what a data root must hold and where to get it by hand (shown when files are missing).
+    """
+
+    name: str
+    files: dict[str, tuple[str, ...]]
+    read: Callable[[list[Path]], tuple[np.ndarray, np.ndarray]]
+    download: Callable[[Path, str], object]
+    hint: str
+
+
+def read_cifar(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR python-version batches (pickled dicts with 'data' [N, 3072] uint8 and 'labels' or 'fine_labels')."""
+    pixels, labels = [], []
+    for path in paths:
+        try:
+            with open(path, "rb") as fh:
+                entry = pickle.load(fh, encoding="latin1")
+            pixels.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.append(np.asarray(entry["labels"] if "labels" in entry else entry["fine_labels"], dtype=np.int64))
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{path}: not a CIFAR python batch ({type(exc).__name__}: {exc})") from None
+    return np.concatenate(pixels), np.concatenate(labels)
+
+
+def read_svhn(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """SVHN cropped digits .mat files ('X' [32, 32, 3, N] uint8, 'y' [N, 1] with label 10 for the digit 0)."""
+    from scipy.io import loadmat
+
+    (path,) = paths
+    try:
+        mat = loadmat(path)
+        pixels = np.ascontiguousarray(np.transpose(mat["X"], (3, 2, 0, 1)), dtype=np.uint8)
+        labels = mat["y"].astype(np.int64).reshape(-1) % 10
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{path}: not an SVHN .mat file ({type(exc).__name__}: {exc})") from None
+    return pixels, labels
+
+
+def torchvision_download(cls_name: str) -> Callable[[Path, str], object]:
+    """(root, split) -> downloads (and md5-checks) a split with torchvision's dataset class `cls_name` (train=...)."""
+
+    def download(root: Path, split: str) -> object:
+        import torchvision.datasets
+
+        return getattr(torchvision.datasets, cls_name)(root, train=split == "train", download=True)
+
+    return download
+
+
+def _svhn_download(root: Path, split: str) -> object:
+    from torchvision.datasets import SVHN
+
+    return SVHN(root, split=split, download=True)
+
+
+CIFAR10_DIR, CIFAR100_DIR = "cifar-10-batches-py", "cifar-100-python"
+SOURCES: dict[str, Source] = {
+    "cifar10": Source(
+        "cifar10",
+        {"train": tuple(f"{CIFAR10_DIR}/data_batch_{i}" for i in range(1, 6)), "test": (f"{CIFAR10_DIR}/test_batch",)},
+        read_cifar,
+        torchvision_download("CIFAR10"),
+        f"{CIFAR10_DIR}/ (data_batch_1..5, test_batch; unpack https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz)",
+    ),
+    "cifar100": Source(
+        "cifar100",
+        {"train": (f"{CIFAR100_DIR}/train",), "test": (f"{CIFAR100_DIR}/test",)},
+        read_cifar,
+        torchvision_download("CIFAR100"),
+        f"{CIFAR100_DIR}/ (train, test; unpack https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz)",
+    ),
+    "svhn": Source(
+        "svhn",
+        {"train": ("train_32x32.mat",), "test": ("test_32x32.mat",)},
+        read_svhn,
+        _svhn_download,
+        "train_32x32.mat and test_32x32.mat from http://ufldl.stanford.edu/housenumbers/",
+    ),
+}
+
+
+def load_images(source: Source, split: str, data_dir: Path | None) -> Images:
+    """Read one split of a dataset, downloading it first when it is missing and no `data_dir` is given.
+
+    Raises:
+        DataError: files missing from `data_dir`, a failed download, or a file in the wrong format.
+    """
+    root = data_root(data_dir)
+    paths = [root / name for name in source.files[split]]
+    if data_dir is None and not all(p.is_file() for p in paths):
+        download(source.name, root, lambda: source.download(root, split), source.hint)
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise DataError(
+            f"{source.name}: file not found: {missing[0]}; --data-dir must hold {source.hint}, "
+            f"or omit --data-dir to download it"
+        )
+    pixels, labels = source.read(paths)
+    return Images(pixels, labels, {name: file_sha256(root / name) for name in source.files[split]})
+
+
+def download(name: str, root: Path, fetch: Callable[[], object], hint: str) -> None:
+    """Run a torchvision download into `root`; a network or checksum failure becomes one DataError line.
+
+    `hint` says what a data root must hold and where to get it (see `Source.hint`).
+    """
+    try:
+        fetch()
+    except DOWNLOAD_ERRORS as exc:
+        reason = str(getattr(exc, "reason", "") or exc).strip().splitlines()[0]
+        raise DataError(
+            f"{name}: not in {root} and the download failed ({type(exc).__name__}: {reason}); "
+            f"pass --data-dir DIR holding {hint}, or connect to the network once"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Normaliser:
+    """Scales uint8 pixels [N, C, H, W] to float32 (x / 255 - mean_c) / std_c with per-channel statistics."""
+
+    mean: np.ndarray  # [C]
+    std: np.ndarray  # [C]
+
+    @classmethod
+    def fit(cls, pixels: np.ndarray) -> Normaliser:
+        """Per-channel mean and standard deviation of `pixels` [N, C, H, W] in [0, 1] units (exact, from counts)."""
+        counts = np.stack([np.bincount(pixels[:, c].ravel(), minlength=256) for c in range(pixels.shape[1])])
+        p, values = counts / counts.sum(1, keepdims=True), np.arange(256) / 255
+        mean = p @ values
+        std = np.sqrt(p @ values**2 - mean**2)
+        return cls(mean.astype(np.float32), std.astype(np.float32))
+
+    def __call__(self, pixels: np.ndarray) -> Tensor:
+        """uint8 [N, C, H, W] -> standardised float32 [N, C, H, W]."""
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).float().div_(255)
+        return x.sub_(torch.from_numpy(self.mean)[:, None, None]).div_(torch.from_numpy(self.std)[:, None, None])
+
+
+@dataclass(frozen=True)
+class RandomCropFlip:
+    """Training augmentation of a batch x [B, C, H, W]: a random H x W crop of x zero-padded by `padding` pixels
+    on every side, then (if `flip`) a horizontal flip with probability 1/2.
+
+    Randomness is drawn from the generator the training loop passes (on the CPU, so runs are reproducible);
+    the crop itself runs on the batch's device. Padding is 0 in standardised units, i.e. the mean colour.
+    """
+
+    padding: int = 4
+    flip: bool = True
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        b, _, h, w = x.shape
+        shifts = torch.randint(0, 2 * self.padding + 1, (2, b), generator=generator).to(x.device)
+        rows = torch.arange(h, device=x.device) + shifts[0, :, None]  # [B, H]
+        cols = torch.arange(w, device=x.device) + shifts[1, :, None]  # [B, W]
+        if self.flip:
+            flipped = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+            cols = torch.where(flipped[:, None], cols.flip(1), cols)
+        padded = F.pad(x, (self.padding,) * 4)
+        batch = torch.arange(b, device=x.device)[:, None, None]
+        return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+
+
+@dataclass(frozen=True)
+class ImageConfig(TrainConfig):
+    """Training recipe of the ResNet image tasks (SGD, Nesterov momentum, cosine decay: the usual CIFAR recipe).
+
+    Attributes:
+        backbone: 'resnet-small' (CPU-sized, default without a GPU), 'resnet18', 'wrn-28-10' (default with a
+            GPU) or the small 'cnn'.
+        augment: random crop with 4-pixel padding (and horizontal flips where the task allows them).
+        n_train: use only the first n training images (None: all).
+        n_test: use only the first n images of the test set and of every OOD set (None: all).
+    """
+
+    backbone: Backbone = field(default_factory=default_backbone)
+    augment: bool = True
+    n_train: int | None = None
+    n_test: int | None = None
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    optimizer: Literal["adamw", "adam", "sgd"] = "sgd"
+    schedule: Literal["constant", "cosine"] = "cosine"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("n_train", "n_test"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise BadConfig(f"{name!r} must be a positive integer or none; got {value}")
+
+
+class ImageTask(Task):
+    """Base of the image classification tasks: subclasses name their dataset, OOD sets and sizes."""
+
+    kind = "classification"
+    Config: ClassVar[type] = ImageConfig
+    dataset: ClassVar[str]
+    classes: ClassVar[int]
+    full_sizes: ClassVar[tuple[int, int]]  # (train, test) images in the full dataset
+    flip: ClassVar[bool] = True
+
+    def size(self) -> str:
+        n_train, n_test = self.full_sizes
+        return f"{min(self.config.n_train or n_train, n_train)} / {min(self.config.n_test or n_test, n_test)}"
+
+    def read(self, dataset: str, split: str) -> Images:
+        """One split of a dataset (hook for datasets that are not in `SOURCES`)."""
+        return load_images(SOURCES[dataset], split, self.data_dir)
+
+    def read_ood(self) -> dict[str, Images]:
+        """Test images of every OOD set (hook for optional OOD sets: a set left out is named in the record)."""
+        return {name: self.read(name, "test") for name in self.ood_sets}
+
+    def load(self, seed: int, split: int) -> TaskData:
+        cfg = self.config
+        train, test, ood = self.read(self.dataset, "train"), self.read(self.dataset, "test"), self.read_ood()
+        normalise = Normaliser.fit(train.pixels)
+        first = slice(None, cfg.n_test)
+        x_train = normalise(train.pixels[: cfg.n_train])
+        sha256 = {k: v for images in (train, test, *ood.values()) for k, v in images.sha256.items()}
+        missing = [name for name in self.ood_sets if name not in ood]
+        return TaskData(
+            kind="classification",
+            train=Split(x_train, torch.from_numpy(train.labels[: cfg.n_train])),
+            test=Split(normalise(test.pixels[first]), torch.from_numpy(test.labels[first])),
+            out_dim=self.classes,
+            backbone=backbone_spec(cfg.backbone, tuple(x_train.shape[1:])),
+            ood={name: normalise(images.pixels[first]) for name, images in ood.items()},
+            train_transform=RandomCropFlip(4, self.flip) if cfg.augment else None,
+            data_sha256=sha256,
+            info={"ood_unavailable": missing} if missing else {},
+        )
+
+
+@tasks.register("cifar10")
+class CIFAR10(ImageTask):
+    """CIFAR-10 (Krizhevsky 2009): 32x32 colour photographs, 10 classes; ResNet, crop + flip augmentation."""
+
+    ood_sets = ("svhn", "cifar100")
+    source = "torchvision (download or --data-dir)"
+    dataset, classes, full_sizes = "cifar10", 10, (50000, 10000)
+
+
+@tasks.register("cifar100")
+class CIFAR100(ImageTask):
+    """CIFAR-100 (Krizhevsky 2009): 32x32 colour photographs, 100 classes; ResNet, crop + flip augmentation."""
+
+    ood_sets = ("svhn", "cifar10")
+    source = "torchvision (download or --data-dir)"
+    dataset, classes, full_sizes = "cifar100", 100, (50000, 10000)
+
+
+@tasks.register("svhn")
+class SVHN(ImageTask):
+    """SVHN (Netzer et al. 2011): 32x32 house-number digits, 10 classes; ResNet, crop augmentation (no flips)."""
+
+    ood_sets = ("cifar10", "cifar100")
+    source = "torchvision (download or --data-dir)"
+    dataset, classes, full_sizes, flip = "svhn", 10, (73257, 26032), False
