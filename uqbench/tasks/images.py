@@ -264,7 +264,11 @@ class ImageConfig(TrainConfig):
 
 
 class ImageTask(Task):
-    """Base of the image classification tasks: subclasses name their dataset, OOD sets and sizes."""
+    """Base of the image classification tasks: subclasses name their dataset, OOD sets and sizes.
+
+    The standard train/test split is used for every seed (one split); a seed changes the initialisation, the
+    batch order and the augmentation draws only.
+    """
 
     kind = "classification"
     Config: ClassVar[type] = ImageConfig
