@@ -100,10 +100,11 @@ def batches(n: int, batch_size: int, generator: torch.Generator, shuffle: bool =
 
 def make_optimizer(params: list[dict] | list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
     """Optimiser from the config; `params` may be parameter groups with their own weight_decay."""
+    # the fused kernels update every tensor of a group in one call: a third of a small MLP's CPU step otherwise
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
 
 

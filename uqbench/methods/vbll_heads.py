@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from uqbench.methods.vbll_posterior import Parameterization, RowGaussian
 from uqbench.prediction import Categorical, Gaussian
 
-Parameterization = Literal["dense", "diagonal", "lowrank"]
 SAMPLE_CHUNK = 128  # Monte Carlo samples per softmax evaluation (bounds memory at [chunk, B, C])
 
 
@@ -57,82 +56,6 @@ class HeadConfig:
     dof: float = 1.0
     mc_samples: int = 1024
     sampler_seed: int = 0
-
-
-class RowGaussian(nn.Module):
-    """K independent Gaussians over R^d, q(w_i) = N(mean_i, S_i): the variational posterior of a last layer.
-
-    dense: S_i = L_i L_i^T, L_i lower triangular with diagonal exp(logdiag_i) and strictly-lower part taken from
-    `offdiag` [K, d, d] (its upper triangle is unused); diagonal: S_i = diag(exp(2 logdiag_i)); lowrank:
-    S_i = diag(exp(2 logdiag_i)) + U_i U_i^T with U_i = `factor` [K, d, r].
-    """
-
-    def __init__(self, rows: int, dim: int, parameterization: Parameterization, rank: int | None,
-                 mean_std: float, log_std: float):
-        super().__init__()
-        self.parameterization = parameterization
-        self.mean = nn.Parameter(torch.randn(rows, dim) * mean_std)
-        self.logdiag = nn.Parameter(torch.full((rows, dim), log_std))
-        if parameterization == "dense":
-            self.offdiag = nn.Parameter(torch.zeros(rows, dim, dim))
-            self.register_buffer("strictly_lower", torch.ones(dim, dim).tril(-1), persistent=False)
-        elif parameterization == "lowrank":
-            assert rank is not None
-            # random, not zero: U = 0 is a stationary point of the objective
-            self.factor = nn.Parameter(torch.randn(rows, dim, rank) / dim)
-
-    def cholesky(self) -> Tensor:
-        """Dense only: the Cholesky factors L [K, d, d]."""
-        return self.offdiag * self.strictly_lower + torch.diag_embed(self.logdiag.exp())
-
-    def quad(self, phi: Tensor) -> Tensor:
-        """phi^T S_i phi for every example and row: phi [B, d] -> [B, K] (the epistemic variance of w_i^T phi)."""
-        return self._quad_and_trace(phi)[0]
-
-    def kl(self, prior_var: float) -> Tensor:
-        """sum_i KL(q(w_i) || N(0, s I)) + K d / 2, i.e. with the constant dropped (scalar, nats)."""
-        return self._kl(self._quad_and_trace(None)[1], prior_var)
-
-    def quad_and_kl(self, phi: Tensor, prior_var: float) -> tuple[Tensor, Tensor]:
-        """`quad(phi)` and `kl(prior_var)` from one construction of the covariance factors (the training step)."""
-        quad, trace = self._quad_and_trace(phi)
-        return quad, self._kl(trace, prior_var)
-
-    def _quad_and_trace(self, phi: Tensor | None) -> tuple[Tensor | None, Tensor]:
-        """phi^T S_i phi [B, K] (None without phi) and sum_i tr(S_i) (scalar)."""
-        if self.parameterization == "dense":
-            chol = self.cholesky()
-            return (None if phi is None else _cholesky_quad(phi, chol)), chol.square().sum()
-        var = (2 * self.logdiag).exp()
-        quad = None if phi is None else phi.square() @ var.T
-        trace = var.sum()
-        if self.parameterization == "lowrank":
-            trace = trace + self.factor.square().sum()
-            if phi is not None:
-                quad = quad + torch.einsum("bd,kdr->bkr", phi, self.factor).square().sum(-1)
-        return quad, trace
-
-    def logdet(self) -> Tensor:
-        """sum_i log |S_i| (scalar; matrix determinant lemma for lowrank)."""
-        logdet = 2 * self.logdiag.sum()
-        if self.parameterization == "lowrank":
-            scaled = self.factor * (-self.logdiag).exp().unsqueeze(-1)  # D^-1/2 U
-            rank = self.factor.shape[-1]
-            inner = torch.eye(rank, dtype=scaled.dtype, device=scaled.device) + scaled.transpose(-1, -2) @ scaled
-            logdet = logdet + 2 * torch.linalg.cholesky(inner).diagonal(dim1=-2, dim2=-1).log().sum()
-        return logdet
-
-    def _kl(self, trace: Tensor, prior_var: float) -> Tensor:
-        return 0.5 * ((self.mean.square().sum() + trace) / prior_var + self.mean.numel() * math.log(prior_var)
-                      - self.logdet())
-
-
-def _cholesky_quad(phi: Tensor, chol: Tensor) -> Tensor:
-    """||L_i^T phi_b||^2 for phi [B, d] and factors L [K, d, d]: [B, K]."""
-    rows, dim, _ = chol.shape
-    # (L_i^T phi)_e = sum_d phi_d L_i[d, e] for all rows at once: one [B, d] x [d, K d] product
-    projected = phi @ chol.transpose(0, 1).reshape(dim, rows * dim)
-    return projected.view(-1, rows, dim).square().sum(-1)
 
 
 def noise_log_prior(log_std: Tensor, dof: float, scale: float) -> Tensor:
@@ -183,15 +106,7 @@ class RegressionHead(_Head):
     def loss(self, phi: Tensor, y: Tensor) -> Tensor:
         """Training objective (scalar) for features phi [B, d] and targets y [B, K]."""
         _check_targets(y, phi.shape[0], self.W.mean.shape[0])
-        cfg, log_std = self.cfg, self.noise_logdiag
-        quad, kl = self.W.quad_and_kl(phi, cfg.prior_scale)
-        # -E_q log N(y | W phi, Sigma) = log sigma + ((y - wbar^T phi)^2 + phi^T S phi) / (2 sigma^2) + const per
-        # output; the inverse-Wishart prior adds lambda [(nu + K + 1) log sigma + Psi / (2 sigma^2)] of the same form
-        squares = (y - phi @ self.W.mean.T).square() + quad  # [B, K]
-        lam, outputs = cfg.regularization_weight, log_std.numel()
-        log_terms = (1 + lam * (cfg.dof + outputs + 1)) * log_std.sum() + 0.5 * outputs * math.log(2 * math.pi)
-        precision_terms = 0.5 * ((squares.mean(0) + lam * cfg.wishart_scale) * (-2 * log_std).exp()).sum()
-        return log_terms + precision_terms + lam * kl
+        return _RegressionObjective.apply(self, phi, y, self.noise_logdiag, *self.W.tensors())
 
     def nll(self, phi: Tensor, y: Tensor) -> Tensor:
         """Predictive negative log density per example, summed over outputs: [B] nats."""
@@ -226,8 +141,7 @@ class DiscriminativeHead(_Head):
 
     def loss(self, phi: Tensor, y: Tensor) -> Tensor:
         """Training objective (scalar) for features phi [B, d] and class indices y [B]."""
-        quad, kl = self.W.quad_and_kl(phi, self.cfg.prior_scale)
-        return -_jensen_bound(phi @ self.W.mean.T, quad + self.noise_var(), y).mean() + self.prior_penalty(kl)
+        return _DiscriminativeObjective.apply(self, phi, y, self.noise_logdiag, *self.W.tensors())
 
     def predictive(self, phi: Tensor) -> Categorical:
         """E_z[softmax(z)] by quasi-Monte Carlo with `mc_samples` logit draws (see `mc_softmax`): probs [B, C]."""
@@ -240,6 +154,85 @@ class DiscriminativeHead(_Head):
 
     def ood_score(self, phi: Tensor) -> Tensor | None:
         return None  # the paper's score, 1 - max predictive probability, is the evaluator's default
+
+
+class _RegressionObjective(torch.autograd.Function):
+    """`RegressionHead.loss` with its gradient in closed form (see `vbll_posterior`).
+
+    With r = y - wbar^T phi and q = phi^T S phi per example and output, the objective is
+    c sum_i log sigma_i + (K/2) log 2 pi + sum_i (mean_b(r_bi^2 + q_bi) + lambda Psi) / (2 sigma_i^2) + lambda KL,
+    c = 1 + lambda (nu + K + 1): the expected log-likelihood with the inverse-Wishart prior folded into the same
+    log sigma and 1 / sigma^2 terms.
+    """
+
+    @staticmethod
+    def forward(ctx, head: RegressionHead, phi: Tensor, y: Tensor, log_std: Tensor, mean: Tensor,
+                *rows: Tensor) -> Tensor:
+        cfg, lam = head.cfg, head.cfg.regularization_weight
+        quad, trace, logdet, saved = head.W.terms(phi)
+        resid = torch.addmm(y, phi, mean.T, alpha=-1)  # [B, K]
+        spread = torch.addcmul(quad, resid, resid).mean(0).add_(lam * cfg.wishart_scale)  # [K]
+        precision = log_std.mul(-2).exp_()
+        outputs = log_std.numel()
+        log_weight = 1 + lam * (cfg.dof + outputs + 1)
+        ctx.head, ctx.saved = head, (phi, mean, resid, spread, precision, log_weight, saved)
+        kl = head.W.kl_from(trace, logdet, cfg.prior_scale)
+        return (torch.dot(spread, precision).mul_(0.5).add_(log_std.sum(), alpha=log_weight).add_(kl, alpha=lam)
+                .add_(0.5 * outputs * math.log(2 * math.pi)))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        head, (phi, mean, resid, spread, precision, log_weight, saved) = ctx.head, ctx.saved
+        # one host read of the incoming scalar turns a dozen scalar-tensor products into float arithmetic
+        # (the training loop already reads the loss every step)
+        g = float(grad)
+        per_example = precision * (g / phi.shape[0])  # [K]
+        d_resid = resid * per_example  # minus d objective / d (wbar^T phi)
+        d_phi, d_rows = head.W.backward(phi, saved, (0.5 * per_example).expand_as(resid),
+                                        g * head.cfg.regularization_weight, head.cfg.prior_scale,
+                                        need_phi=ctx.needs_input_grad[1])
+        d_rows[0].addmm_(d_resid.T, phi, alpha=-1)
+        if d_phi is not None:
+            d_phi.addmm_(d_resid, mean, alpha=-1)
+        d_log_std = (spread * precision).sub_(log_weight).mul_(-g)
+        return None, d_phi, None, d_log_std, *d_rows
+
+
+class _DiscriminativeObjective(torch.autograd.Function):
+    """`DiscriminativeHead.loss` with its gradient in closed form (see `vbll_posterior`).
+
+    With a = mu + v / 2 (logit means and variances, [B, C]) and p = softmax(a), the bound's gradients are
+    d/d mu = (p - onehot(y)) / B and d/d v = p / (2 B).
+    """
+
+    @staticmethod
+    def forward(ctx, head: DiscriminativeHead, phi: Tensor, y: Tensor, log_std: Tensor, mean: Tensor,
+                *rows: Tensor) -> Tensor:
+        cfg = head.cfg
+        quad, trace, logdet, saved = head.W.terms(phi)
+        noise_var = log_std.mul(2).exp_()
+        logit_mean = phi @ mean.T
+        shifted = torch.add(logit_mean, quad.add_(noise_var), alpha=0.5)
+        log_norm = torch.logsumexp(shifted, dim=-1)
+        ctx.head, ctx.saved = head, (phi, mean, y, shifted, log_norm, noise_var, saved)
+        bound = logit_mean.gather(1, y[:, None]).squeeze(1) - log_norm
+        return -bound.mean() + head.prior_penalty(head.W.kl_from(trace, logdet, cfg.prior_scale))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        head, (phi, mean, y, shifted, log_norm, noise_var, saved) = ctx.head, ctx.saved
+        cfg, g = head.cfg, float(grad)  # see _RegressionObjective.backward
+        lam, scale = cfg.regularization_weight, g / phi.shape[0]
+        probs = (shifted - log_norm[:, None]).exp_()
+        d_logit_mean = probs.scatter_add(1, y[:, None], -torch.ones_like(probs[:, :1])).mul_(scale)  # [B, C]
+        d_var = probs.mul_(0.5 * scale)
+        d_phi, d_rows = head.W.backward(phi, saved, d_var, g * lam, cfg.prior_scale, need_phi=ctx.needs_input_grad[1])
+        d_rows[0].addmm_(d_logit_mean.T, phi)
+        if d_phi is not None:
+            d_phi.addmm_(d_logit_mean, mean)
+        # -log IW(Sigma) = (nu + C + 1) sum log sigma + (Psi / 2) sum sigma^-2 (+ const)
+        d_prior = (g * lam) * ((cfg.dof + noise_var.numel() + 1) - cfg.wishart_scale / noise_var)
+        return None, d_phi, None, (2 * noise_var * d_var.sum(0)).add_(d_prior), *d_rows
 
 
 def _jensen_bound(mean: Tensor, var: Tensor, y: Tensor) -> Tensor:
