@@ -6,6 +6,7 @@ limited to one thread, shows how much of the machine `--jobs 1` already uses thr
 
     python benchmarks/parallel_speedup.py                      # prints the wall times and the ratios
     python benchmarks/parallel_speedup.py --methods map --seeds 2 --epochs 20
+    python benchmarks/parallel_speedup.py --suite uci --splits 2 --seeds 1 --data-dir ../shared/uci
 """
 
 from __future__ import annotations
@@ -31,15 +32,20 @@ def wall_time(args: list[str], jobs: int, one_thread: bool = False) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", default=None, help="a named suite instead of --tasks")
     parser.add_argument("--tasks", default="toy-regression,two-moons,digits")
     parser.add_argument("--methods", default="map,vbll,mc-dropout,ensemble,sngp,laplace")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--splits", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--data-dir", default=None)
     parser.add_argument("--jobs", type=int, default=2)
     ns = parser.parse_args()
-    args = ["--tasks", ns.tasks, "--methods", ns.methods, "--seeds", str(ns.seeds)]
-    if ns.epochs is not None:
-        args += ["--epochs", str(ns.epochs)]
+    args = ["--suite", ns.suite] if ns.suite else ["--tasks", ns.tasks]
+    args += ["--methods", ns.methods, "--seeds", str(ns.seeds)]
+    for flag, value in (("--splits", ns.splits), ("--epochs", ns.epochs), ("--data-dir", ns.data_dir)):
+        if value is not None:
+            args += [flag, str(value)]
     serial = wall_time(args, 1)
     serial_one_thread = wall_time(args, 1, one_thread=True)
     parallel = wall_time(args, ns.jobs)

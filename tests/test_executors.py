@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from uqbench.executors import InProcess, Job, ProcessPool, RayExecutor, WorkerOptions
+from uqbench.executors import CoreShare, InProcess, Job, ProcessPool, RayExecutor, WorkerOptions
 from uqbench.runner import RunOptions, Runner, resolve
 
 
@@ -35,6 +35,30 @@ def test_process_pool_gives_bit_identical_records(reference, tmp_path):
     records = list(ProcessPool(2, WorkerOptions(str(tmp_path))).run(_jobs()))
     assert _metrics(records) == reference
     assert all(status == "ok" for status, _ in reference.values())
+
+
+def test_pool_workers_share_the_cores_among_the_jobs_running_now(torch_state):
+    """Each running job gets cores // (jobs running) threads, re-read at every fit and epoch; a job that raises
+    still gives its share back."""
+    import multiprocessing
+
+    import torch
+
+    running = multiprocessing.get_context("spawn").Value("i", 0)
+    share = CoreShare(running, cores=4)
+    running.value = 1  # another worker is busy
+    with share.running_job():
+        assert running.value == 2 and torch.get_num_threads() == 2
+        running.value = 1  # ... and finishes
+        share.advance(0.0)
+        assert torch.get_num_threads() == 4
+        running.value = 4
+        share.start("train", 10)
+        assert torch.get_num_threads() == 1
+    assert running.value == 3
+    with pytest.raises(RuntimeError), share.running_job():
+        raise RuntimeError("job failed")
+    assert running.value == 3
 
 
 def test_ray_gives_bit_identical_records(reference, tmp_path):

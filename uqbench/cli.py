@@ -153,6 +153,9 @@ def compare(
         Optional[str], typer.Option("--methods", help="Comma-separated methods (default: the suite's, or all).")
     ] = None,
     seeds: Annotated[Optional[int], typer.Option("--seeds", help="Seeds per split (default: the suite's, 3).")] = None,
+    splits: Annotated[
+        Optional[int], typer.Option("--splits", help="First N splits of every task (default: the suite's; uci: all).")
+    ] = None,
     jobs: Annotated[int, typer.Option("--jobs", help="Runs at a time (worker processes, or Ray CPUs).")] = 1,
     executor: Annotated[str, typer.Option("--executor", help="local (this machine) or ray.")] = "local",
     address: Annotated[
@@ -185,7 +188,7 @@ def compare(
     with user_errors():
         _check_format(fmt)
         names = _names(tasks, "--tasks"), _names(methods, "--methods")
-        request = Request(suite, *names, seeds, tuple(set_ or ()), epochs, data_dir)
+        request = Request(suite, *names, seeds, splits, tuple(set_ or ()), epochs, data_dir)
         plan = build_plan(request)
         for line in plan.skipped if not quiet else ():
             err.print(f"skipped {line}", highlight=False)

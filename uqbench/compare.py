@@ -31,6 +31,7 @@ class Request:
         suite: suite name; used when `tasks` is None (default 'quick').
         tasks, methods: explicit names; `methods` None means the suite's (or, with `tasks`, every registered one).
         seeds: seeds per split.
+        splits: the first N splits of every task (capped at the task's number of splits).
         settings: `--set key=value` assignments; each applies to every run whose method or task has the key.
         epochs: `--epochs` override for every task.
         data_dir: where tasks read their files.
@@ -40,6 +41,7 @@ class Request:
     tasks: tuple[str, ...] | None = None
     methods: tuple[str, ...] | None = None
     seeds: int | None = None
+    splits: int | None = None
     settings: tuple[str, ...] = ()
     epochs: int | None = None
     data_dir: Path | None = None
@@ -73,6 +75,9 @@ def build_plan(request: Request) -> Plan:
     seeds = request.seeds if request.seeds is not None else suite.seeds
     if seeds < 1:
         raise BadConfig(f"--seeds {seeds}: must be at least 1")
+    splits = request.splits if request.splits is not None else suite.splits
+    if splits is not None and splits < 1:
+        raise BadConfig(f"--splits {splits}: must be at least 1")
     from_suite = "" if request.tasks is not None else f"suite {suite_name(request)!r}: "
     task_cls = {name: _lookup(tasks, name, from_suite) for name in task_names}
     method_cls = {name: _lookup(methods, name, "" if request.methods else from_suite) for name in method_names}
@@ -88,7 +93,7 @@ def build_plan(request: Request) -> Plan:
                 continue
             own = [a for a in assignments if _applies(a, method_cls[method], task_cls[task])]
             spec = resolve(method, task, own, data_dir=request.data_dir)
-            n_splits = spec.task.n_splits() if suite.splits is None else min(suite.splits, spec.task.n_splits())
+            n_splits = spec.task.n_splits() if splits is None else min(splits, spec.task.n_splits())
             plan.jobs += [Job.from_spec(spec, seed, split) for split in range(n_splits) for seed in range(seeds)]
     return plan
 

@@ -14,7 +14,7 @@ from uqbench.methods import methods
 from uqbench.methods.map import MAP
 from uqbench.results import ResultStore
 from uqbench.runner import RunOptions, Runner
-from uqbench.suites import Suite, suites
+from uqbench.suites import UCI_TASKS, Suite, suites
 
 SMALL = ("--epochs", "1", "--set", "n_train=64", "--set", "n_test=32")
 TINY = ("--tasks", "two-moons,toy-regression", "--methods", "map", "--seeds", "2", *SMALL)
@@ -143,6 +143,11 @@ def test_suites_plan_seeds_and_splits_and_name_missing_methods(monkeypatch):
     assert [(j.seed, j.split, j.task_config["epochs"]) for j in plan.jobs] == [(0, 0, 1), (1, 0, 1)]
     assert build_plan(Request(suite="tiny", settings=("epochs=4",))).jobs[0].task_config["epochs"] == 4
     assert build_plan(Request(suite="tiny", epochs=5)).jobs[0].task_config["epochs"] == 5
+    uci = build_plan(Request(suite="uci", methods=("map",), splits=2))
+    assert {(j.task, j.split) for j in uci.jobs} == {(task, split) for task in UCI_TASKS for split in (0, 1)}
+    first = build_plan(Request(tasks=("uci-boston", "two-moons"), methods=("map",), seeds=1, splits=3))
+    assert [(j.task, j.split) for j in first.jobs] == [("uci-boston", 0), ("uci-boston", 1), ("uci-boston", 2),
+                                                       ("two-moons", 0)]  # capped at the task's one split
     monkeypatch.setitem(suites._items, "broken", Suite("test", ("two-moons",), ("map", "no-such-method")))
     with pytest.raises(UnknownName, match="suite 'broken': unknown method 'no-such-method'"):
         build_plan(Request(suite="broken"))
@@ -158,6 +163,7 @@ def test_suites_plan_seeds_and_splits_and_name_missing_methods(monkeypatch):
         (("--tasks", "two-moons", "--methods", "map", "--executor", "slurm"), "--executor 'slurm': expected local or ray"),
         (("--tasks", "two-moons", "--methods", "map", "--address", "auto"), "--address is only for --executor ray"),
         (("--tasks", "two-moons", "--methods", "map", "--seeds", "0"), "--seeds 0: must be at least 1"),
+        (("--tasks", "two-moons", "--methods", "map", "--splits", "0"), "--splits 0: must be at least 1"),
         (("--tasks", ",", "--methods", "map"), "--tasks ',': expected comma-separated names"),
         (("--tasks", "two-moons", "--format", "xml"), "--format 'xml': expected one of"),
     ],
