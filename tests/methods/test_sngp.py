@@ -71,6 +71,25 @@ def test_untracked_epochs_leave_the_precision_empty() -> None:
     assert int(gp.n_seen) == 0
 
 
+@pytest.mark.parametrize("with_val", [True, False])
+def test_precision_is_tracked_every_epoch_only_when_early_stopping_can_restore_one(monkeypatch, with_val) -> None:
+    """A patience without a validation set (UCI's standard splits) stops nothing: only the final epoch's D x D
+    sum is needed, so only it is accumulated."""
+    import dataclasses
+
+    tracked = []
+    original = RandomFeatureGP.reset
+    monkeypatch.setattr(RandomFeatureGP, "reset", lambda self, tracking=True: (tracked.append(tracking),
+                                                                                original(self, tracking)))
+    data = tiny_task("regression")
+    data = data if with_val else dataclasses.replace(data, val=None)
+    ctx = tiny_context()
+    ctx = dataclasses.replace(ctx, train_config=dataclasses.replace(ctx.train_config, patience=10))
+    with seeded(0):
+        SNGP().fit(data, ctx)
+    assert tracked == ([True, True, True] if with_val else [False, False, True])
+
+
 @pytest.mark.parametrize("kind", ["classification", "regression"])
 def test_predictive_is_mean_field_of_the_laplace_covariance(kind: str) -> None:
     data, cfg = tiny_task(kind), SNGP.Config(n_random_features=64, ridge=0.7, mean_field_factor=3.0)

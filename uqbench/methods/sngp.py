@@ -195,9 +195,12 @@ class SNGP(Method):
         val = None if data.val is None else (data.val.x, data.val.y)
         train = ctx.train_config
 
+        early_stopping = train.patience is not None and val is not None
+
         def on_epoch_start(epoch: int) -> None:
             # Without early stopping only the last epoch's sum is ever used: skip the D x D updates before it.
-            gp.reset(tracking=train.patience is not None or epoch == train.epochs - 1)
+            # (With it, the sum is a buffer, saved and restored with the best epoch's weights.)
+            gp.reset(tracking=early_stopping or epoch == train.epochs - 1)
 
         ctx.fit(net, net.loss, (data.train.x, data.train.y), params=net.param_groups(), val=val,
                 val_loss_fn=net.nll, on_epoch_start=on_epoch_start, description="sngp")
