@@ -28,7 +28,7 @@ def reference(tmp_path_factory):
 
 def test_job_round_trips_through_its_spec():
     job = _jobs("lr=0.01")[0]
-    assert Job.from_spec(job.spec(), job.seed, job.split) == job
+    assert Job.from_spec(job.spec(), job.key.seed, job.key.split) == job
 
 
 def test_process_pool_gives_bit_identical_records(reference, tmp_path):

@@ -59,7 +59,7 @@ class Plan:
         """(task, method) -> number of planned runs."""
         counts: dict[tuple[str, str], int] = {}
         for job in self.jobs:
-            counts[job.task, job.method] = counts.get((job.task, job.method), 0) + 1
+            counts[job.key.task, job.key.method] = counts.get((job.key.task, job.key.method), 0) + 1
         return counts
 
 

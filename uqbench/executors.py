@@ -18,39 +18,34 @@ from uqbench.results import RunKey, RunRecord
 
 @dataclass(frozen=True)
 class Job:
-    """One (method, task, seed, split) run with resolved configs."""
+    """One run to do: its key (method, task, resolved configs, seed, split) and where the task reads its files."""
 
-    method: str
-    method_config: dict[str, Any]
-    task: str
-    task_config: dict[str, Any]
-    seed: int
-    split: int
+    key: RunKey
     data_dir: str | None = None
 
-    @property
-    def key(self) -> RunKey:
-        return RunKey(self.method, self.method_config, self.task, self.task_config, self.seed, self.split)
-
     def spec(self):
-        """Rebuild the method and task objects from names and config dicts."""
+        """Rebuild the method and task objects from the key's names and config dicts."""
         from uqbench.methods import methods
         from uqbench.runner import Spec
         from uqbench.tasks import tasks
 
-        method_cls, task_cls = methods.get(self.method), tasks.get(self.task)
-        method = method_cls(cfgmod.build(method_cls.Config, self.method_config, f"method {self.method!r}"))
+        key = self.key
+        method_cls, task_cls = methods.get(key.method), tasks.get(key.task)
+        method = method_cls(cfgmod.build(method_cls.Config, key.method_config, f"method {key.method!r}"))
         task = task_cls(
-            cfgmod.build(task_cls.Config, self.task_config, f"task {self.task!r}"),
+            cfgmod.build(task_cls.Config, key.task_config, f"task {key.task!r}"),
             data_dir=Path(self.data_dir) if self.data_dir else None,
         )
         return Spec(method, task)
 
+    def execute(self, runner) -> RunRecord:
+        """Run this job with `runner` (a `uqbench.runner.Runner`) and return its record."""
+        return runner.execute(self.spec(), self.key.seed, self.key.split)
+
     @classmethod
     def from_spec(cls, spec, seed: int, split: int) -> Job:
-        key = spec.key(seed, split)
         data_dir = spec.task.data_dir
-        return cls(key.method, key.method_config, key.task, key.task_config, seed, split, str(data_dir) if data_dir else None)
+        return cls(spec.key(seed, split), str(data_dir) if data_dir else None)
 
 
 class Executor(Protocol):
@@ -72,9 +67,9 @@ class WorkerOptions:
 def execute_job(job: Job, options: WorkerOptions) -> RunRecord:
     """Run one job in the current process and return its record (the store is not touched)."""
     if _CORE_SHARE is None:
-        return _worker_runner(options).execute(job.spec(), job.seed, job.split)
+        return job.execute(_worker_runner(options))
     with _CORE_SHARE.running_job():
-        return _worker_runner(options).execute(job.spec(), job.seed, job.split)
+        return job.execute(_worker_runner(options))
 
 
 class CoreShare:
@@ -153,7 +148,7 @@ class InProcess:
 
     def run(self, jobs: list[Job]) -> Iterator[RunRecord]:
         for job in jobs:
-            yield self.runner.execute(job.spec(), job.seed, job.split)
+            yield job.execute(self.runner)
 
 
 class ProcessPool:

@@ -123,7 +123,7 @@ def test_compare_then_check_passes_and_a_worse_record_fails(cli, tmp_path):
 
 def test_set_applies_where_the_key_exists_and_a_typo_is_refused():
     plan = build_plan(Request(tasks=("two-moons", "digits"), methods=("map",), seeds=1, settings=("n_train=100",)))
-    configs = {job.task: job.task_config for job in plan.jobs}
+    configs = {job.key.task: job.key.task_config for job in plan.jobs}
     assert configs["two-moons"]["n_train"] == 100 and "n_train" not in configs["digits"]
     with pytest.raises(BadConfig, match="no method \\(map\\) or task \\(two-moons, digits\\) in this comparison has a key 'n_trian'"):
         build_plan(Request(tasks=("two-moons", "digits"), methods=("map",), settings=("n_trian=100",)))
@@ -131,7 +131,7 @@ def test_set_applies_where_the_key_exists_and_a_typo_is_refused():
 
 def test_unsupported_pairs_are_skipped_and_reported(classification_only):
     plan = build_plan(Request(tasks=("two-moons", "toy-regression"), methods=("map", "cls-only"), seeds=1))
-    assert [(j.task, j.method) for j in plan.jobs] == [("two-moons", "map"), ("two-moons", "cls-only"), ("toy-regression", "map")]
+    assert [(j.key.task, j.key.method) for j in plan.jobs] == [("two-moons", "map"), ("two-moons", "cls-only"), ("toy-regression", "map")]
     assert plan.skipped == ["cls-only on toy-regression: cls-only does not support regression"]
 
 
@@ -140,13 +140,13 @@ def test_suites_plan_seeds_and_splits_and_name_missing_methods(monkeypatch):
     assert suites.get("quick").tasks == ("toy-regression", "two-moons", "digits")
     monkeypatch.setitem(suites._items, "tiny", Suite("test", ("two-moons",), ("map",), seeds=2, settings={"two-moons": ("epochs=1",)}))
     plan = build_plan(Request(suite="tiny"))
-    assert [(j.seed, j.split, j.task_config["epochs"]) for j in plan.jobs] == [(0, 0, 1), (1, 0, 1)]
-    assert build_plan(Request(suite="tiny", settings=("epochs=4",))).jobs[0].task_config["epochs"] == 4
-    assert build_plan(Request(suite="tiny", epochs=5)).jobs[0].task_config["epochs"] == 5
+    assert [(j.key.seed, j.key.split, j.key.task_config["epochs"]) for j in plan.jobs] == [(0, 0, 1), (1, 0, 1)]
+    assert build_plan(Request(suite="tiny", settings=("epochs=4",))).jobs[0].key.task_config["epochs"] == 4
+    assert build_plan(Request(suite="tiny", epochs=5)).jobs[0].key.task_config["epochs"] == 5
     uci = build_plan(Request(suite="uci", methods=("map",), splits=2))
-    assert {(j.task, j.split) for j in uci.jobs} == {(task, split) for task in UCI_TASKS for split in (0, 1)}
+    assert {(j.key.task, j.key.split) for j in uci.jobs} == {(task, split) for task in UCI_TASKS for split in (0, 1)}
     first = build_plan(Request(tasks=("uci-boston", "two-moons"), methods=("map",), seeds=1, splits=3))
-    assert [(j.task, j.split) for j in first.jobs] == [("uci-boston", 0), ("uci-boston", 1), ("uci-boston", 2),
+    assert [(j.key.task, j.key.split) for j in first.jobs] == [("uci-boston", 0), ("uci-boston", 1), ("uci-boston", 2),
                                                        ("two-moons", 0)]  # capped at the task's one split
     monkeypatch.setitem(suites._items, "broken", Suite("test", ("two-moons",), ("map", "no-such-method")))
     with pytest.raises(UnknownName, match="suite 'broken': unknown method 'no-such-method'"):
