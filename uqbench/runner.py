@@ -26,6 +26,7 @@ from uqbench import config as cfgmod
 from uqbench.artifacts import ArtifactCache
 from uqbench.errors import BadConfig, RunFailed, UserError
 from uqbench.methods import FitContext, Method, Predictor, methods
+from uqbench.methods.base import ood_score
 from uqbench.metrics import default_ood_score, evaluate
 from uqbench.prediction import Categorical, Gaussian, GaussianMixture, Prediction
 from uqbench.results import ResultStore, RunKey, RunRecord, clean_metrics
@@ -226,7 +227,7 @@ def _predict(predictor: Predictor, x: Tensor, device: torch.device) -> tuple[Pre
     for i in range(0, x.shape[0], PREDICT_BATCH):
         xb = x[i : i + PREDICT_BATCH].to(device)
         preds.append(_to_cpu(predictor.predict(xb)))
-        s = predictor.ood_score(xb) if hasattr(predictor, "ood_score") else None
+        s = ood_score(predictor, xb)
         if s is not None:
             scores.append(s.detach().float().cpu())
     pred = type(preds[0]).concat(preds)

@@ -16,7 +16,7 @@ import pickle
 import torch
 
 from uqbench.errors import Unsupported
-from uqbench.methods.base import FitContext, Method
+from uqbench.methods.base import FitContext, Method, ood_score
 from uqbench.models import BackboneSpec
 from uqbench.prediction import Categorical, Gaussian, GaussianMixture, Prediction
 from uqbench.tasks.base import KINDS, Split, TaskData, TaskKind
@@ -74,7 +74,7 @@ def _fit_predict(method: Method, data: TaskData, seed: int) -> tuple[object, Pre
         predictor = method.fit(data, tiny_context(seed))
         with torch.no_grad():
             pred = predictor.predict(data.test.x)
-            score = predictor.ood_score(data.ood["far"])
+            score = ood_score(predictor, data.ood["far"])
     return predictor, pred, score
 
 

@@ -29,15 +29,20 @@ class Predictor(Protocol):
     """What `Method.fit` returns.
 
     `predict` is called in eval mode under `torch.no_grad()` on batches the caller chooses; it returns
-    predictions in standardised target units (regression). `ood_score` returns [N] scores, higher = more
-    out-of-distribution, or None to let the evaluator use its default (1 - max probability for classification,
-    total predictive variance for regression). An optional attribute `info: dict` (resolved hyperparameters,
+    predictions in standardised target units (regression). A predictor with a score of its own also defines
+    `ood_score(x) -> Tensor | None`: [N] scores, higher = more out-of-distribution; without the method, or when it
+    returns None, the evaluator uses its default (1 - max probability for classification, total predictive
+    variance for regression) — see `ood_score`. An optional attribute `info: dict` (resolved hyperparameters,
     which estimator was used, ...) is copied into the run record's `info`.
     """
 
     def predict(self, x: Tensor) -> Prediction: ...
 
-    def ood_score(self, x: Tensor) -> Tensor | None: ...
+
+def ood_score(predictor: Predictor, x: Tensor) -> Tensor | None:
+    """The predictor's own OOD score of x [N, ...] ([N], higher = more OOD), or None for the evaluator's default."""
+    score = getattr(predictor, "ood_score", None)
+    return None if score is None else score(x)
 
 
 @dataclass(frozen=True)

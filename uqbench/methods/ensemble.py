@@ -242,9 +242,6 @@ class EnsemblePredictor:
         weights = torch.full((means.shape[0],), 1.0 / means.shape[0], dtype=means.dtype, device=means.device)
         return GaussianMixture(means, variances, weights)
 
-    def ood_score(self, x: Tensor) -> Tensor | None:
-        return None
-
 
 def member_seed(seed: int, member: int) -> int:
     """Seed of one member's initialisation and data permutation, derived from the run's seed."""

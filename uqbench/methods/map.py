@@ -105,9 +105,6 @@ class MAPPredictor:
     def predict(self, x: Tensor) -> Prediction:
         return self.network.predictive(x)
 
-    def ood_score(self, x: Tensor) -> Tensor | None:
-        return None
-
 
 @methods.register("map")
 class MAP(Method):

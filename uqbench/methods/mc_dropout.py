@@ -65,9 +65,6 @@ class MCDropoutPredictor:
         epistemic = out.var(0, unbiased=False)
         return Gaussian(out.mean(0), epistemic + self.network.noise_var())
 
-    def ood_score(self, x: Tensor) -> Tensor | None:
-        return None
-
 
 @methods.register("mc-dropout")
 class MCDropout(Method):

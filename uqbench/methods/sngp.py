@@ -150,9 +150,6 @@ class SNGPPredictor:
             return Categorical(torch.softmax(mean / torch.sqrt(1.0 + self.mean_field_factor * var), dim=-1))
         return Gaussian(mean, var + self.network.noise_var())
 
-    def ood_score(self, x: Tensor) -> Tensor | None:
-        return None
-
 
 @methods.register("sngp")
 class SNGP(Method):
