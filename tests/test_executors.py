@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from uqbench.executors import CoreShare, InProcess, Job, ProcessPool, RayExecutor, WorkerOptions
+from uqbench.executors import InProcess, Job, ProcessPool, RayExecutor, WorkerOptions
 from uqbench.runner import RunOptions, Runner, resolve
 
 
@@ -37,28 +37,20 @@ def test_process_pool_gives_bit_identical_records(reference, tmp_path):
     assert all(status == "ok" for status, _ in reference.values())
 
 
-def test_pool_workers_share_the_cores_among_the_jobs_running_now(torch_state):
-    """Each running job gets cores // (jobs running) threads, re-read at every fit and epoch; a job that raises
-    still gives its share back."""
-    import multiprocessing
+def test_a_convolutional_run_repeats_bit_for_bit_at_the_pools_thread_count(tmp_path, torch_state):
+    """Convolutions split their sums by thread, so a digits run is compared at the pool workers' fixed share
+    (2 workers on 2 cores: 1 thread), which is also what its record says."""
+    import os
 
     import torch
 
-    running = multiprocessing.get_context("spawn").Value("i", 0)
-    share = CoreShare(running, cores=4)
-    running.value = 1  # another worker is busy
-    with share.running_job():
-        assert running.value == 2 and torch.get_num_threads() == 2
-        running.value = 1  # ... and finishes
-        share.advance(0.0)
-        assert torch.get_num_threads() == 4
-        running.value = 4
-        share.start("train", 10)
-        assert torch.get_num_threads() == 1
-    assert running.value == 3
-    with pytest.raises(RuntimeError), share.running_job():
-        raise RuntimeError("job failed")
-    assert running.value == 3
+    jobs = [Job.from_spec(resolve("map", "digits", ["epochs=2"]), 0, 0)]
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    torch.set_num_threads(threads)
+    reference = _metrics(InProcess(Runner(RunOptions(out=tmp_path / "in"))).run(jobs))
+    records = list(ProcessPool(2, WorkerOptions(str(tmp_path / "pool"))).run(jobs))
+    assert _metrics(records) == reference
+    assert records[0].env["threads"] == threads
 
 
 def test_ray_gives_bit_identical_records(reference, tmp_path):

@@ -1,12 +1,12 @@
 """Executors: where jobs run. The driver plans jobs, hands them to an executor, and alone writes the store.
 
 A `Job` is plain, picklable data (names and resolved config dicts), so the same job gives the same record in
-this process, in a worker process or on a Ray worker.
+this process, in a worker process or on a Ray worker — to the last bit when torch runs it on the same number of
+threads (`env.threads` in the record): a convolution splits its sums by thread, so its last bits depend on it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,59 +66,7 @@ class WorkerOptions:
 
 def execute_job(job: Job, options: WorkerOptions) -> RunRecord:
     """Run one job in the current process and return its record (the store is not touched)."""
-    if _CORE_SHARE is None:
-        return job.execute(_worker_runner(options))
-    with _CORE_SHARE.running_job():
-        return job.execute(_worker_runner(options))
-
-
-class CoreShare:
-    """Pool workers' share of the machine: a job gets cores // (jobs running now) torch threads.
-
-    While every worker is busy each job runs on its own core; when workers fall idle (the tail of a plan, or
-    one long job left), the jobs still running take the idle cores through torch's intra-op threads. It is the
-    worker's training progress: the loop reports at the start of every fit and after every epoch, which is
-    where the share is re-read.
-    """
-
-    def __init__(self, running: Any, cores: int):
-        self.running = running  # multiprocessing.Value('i') shared by the pool's workers
-        self.cores = cores
-
-    @contextlib.contextmanager
-    def running_job(self) -> Iterator[None]:
-        with self.running.get_lock():
-            self.running.value += 1
-        try:
-            self.rebalance()
-            yield
-        finally:
-            with self.running.get_lock():
-                self.running.value -= 1
-
-    def rebalance(self) -> None:
-        import torch
-
-        threads = max(1, self.cores // max(1, self.running.value))
-        if threads != torch.get_num_threads():
-            torch.set_num_threads(threads)
-
-    def start(self, description: str, total: int) -> None:
-        self.rebalance()
-
-    def advance(self, loss: float) -> None:
-        self.rebalance()
-
-    def stop(self) -> None:
-        pass
-
-
-_CORE_SHARE: CoreShare | None = None  # set in pool workers that share cores (see ProcessPool)
-
-
-def _init_pool_worker(running: Any, cores: int) -> None:
-    global _CORE_SHARE
-    _CORE_SHARE = CoreShare(running, cores)
+    return job.execute(_worker_runner(options))
 
 
 _RUNNERS: dict[WorkerOptions, Any] = {}
@@ -133,10 +81,9 @@ def _worker_runner(options: WorkerOptions):
 
         if options.threads is not None:
             torch.set_num_threads(options.threads)
-        run_options = RunOptions(out=Path(options.out), device=options.device, save_predictions=options.save_predictions)
-        if _CORE_SHARE is not None and options.threads is None:
-            run_options.progress = _CORE_SHARE
-        _RUNNERS[options] = Runner(run_options)
+        _RUNNERS[options] = Runner(
+            RunOptions(out=Path(options.out), device=options.device, save_predictions=options.save_predictions)
+        )
     return _RUNNERS[options]
 
 
@@ -152,25 +99,25 @@ class InProcess:
 
 
 class ProcessPool:
-    """Runs jobs in N worker processes that share the machine's cores (see `CoreShare`).
+    """Runs jobs in N worker processes; each worker limits torch to its share of the cores, cores // N threads.
 
-    Workers are started with 'spawn' (forking a process that has used torch's thread pool is not safe). If a
-    worker dies, the jobs that had not finished are recorded as failed with the reason. `options.threads`
-    fixes every worker's torch threads instead of sharing.
+    The share is fixed, not adjusted to how many jobs are running: a run's arithmetic, hence its last bits,
+    depends on its thread count (convolutions and large reductions split their work by thread), and a run must
+    give the same record every time the same command runs it. Workers are started with 'spawn' (forking a
+    process that has used torch's thread pool is not safe). If a worker dies, the jobs that had not finished
+    are recorded as failed with the reason.
     """
 
-    def __init__(self, n_jobs: int, options: WorkerOptions, cores: int | None = None):
+    def __init__(self, n_jobs: int, options: WorkerOptions):
         self.n_jobs = n_jobs
-        self.options = options
-        self.cores = cores or os.cpu_count() or 1
+        threads = options.threads or max(1, (os.cpu_count() or 1) // n_jobs)
+        self.options = WorkerOptions(options.out, options.device, options.save_predictions, threads)
 
     def run(self, jobs: list[Job]) -> Iterator[RunRecord]:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=self.n_jobs, mp_context=context, initializer=_init_pool_worker,
-                                   initargs=(context.Value("i", 0), self.cores))
+        pool = ProcessPoolExecutor(max_workers=self.n_jobs, mp_context=multiprocessing.get_context("spawn"))
         try:
             futures = {pool.submit(execute_job, job, self.options): job for job in jobs}
             for future in as_completed(futures):
