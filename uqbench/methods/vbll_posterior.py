@@ -6,8 +6,8 @@ them with plain tensor operations (so autograd also works through them), and `Ro
 gradients in closed form. The heads' training objectives (`vbll_heads.py`) are autograd Functions built on these
 two: one forward and one backward pass of a few dozen tensor operations, instead of the ~60 autograd nodes the
 same objective records op by op; on small networks that bookkeeping, not arithmetic, is the cost of a step
-(`benchmarks/vbll_overhead.py`). The tests check every gradient with `torch.autograd.gradcheck` and against the
-authors' package.
+(`benchmarks/vbll_overhead.py`). The tests check every gradient against central finite differences and against
+the authors' package.
 """
 
 from __future__ import annotations
