@@ -7,7 +7,7 @@ from typing import Literal
 
 import pytest
 
-from uqbench.config import build, canonical_json, coerce, content_hash, describe_type, parse_assignment
+from uqbench.config import build, canonical_json, coerce, content_hash, describe_type
 from uqbench.errors import BadConfig
 
 
@@ -46,12 +46,6 @@ def test_describe_type():
     assert describe_type(float) == "a float"
     assert describe_type(Literal["a", "b"]) == "one of 'a', 'b'"
     assert describe_type(int | None) == "an integer or none"
-
-
-def test_parse_assignment():
-    assert parse_assignment("method.lr = 0.1") == ("method.lr", "0.1")
-    with pytest.raises(BadConfig, match="expected key=value"):
-        parse_assignment("lr")
 
 
 def test_canonical_json_and_hash_ignore_key_order():

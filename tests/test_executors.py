@@ -1,19 +1,17 @@
-"""Executors: the same job gives the same record in-process, in a process pool and on Ray; failures stay local."""
+"""Executors: the same spec gives the same record in-process, in a process pool and on Ray; failures stay local."""
 
 from __future__ import annotations
 
 import pytest
 
-from uqbench.executors import InProcess, Job, ProcessPool, RayExecutor, WorkerOptions
-from uqbench.runner import RunOptions, Runner, resolve
+from uqbench.executors import InProcess, ProcessPool, RayExecutor, WorkerOptions
+from uqbench.runner import RunOptions, Runner
+from uqbench.spec import RunSpec, resolve
 
 
-def _jobs(*extra: str) -> list[Job]:
-    jobs = []
-    for task in ("two-moons", "toy-regression"):
-        spec = resolve("map", task, ["epochs=3", *extra])
-        jobs += [Job.from_spec(spec, seed, 0) for seed in range(2)]
-    return jobs
+def _jobs(*extra: str) -> list[RunSpec]:
+    return [resolve("map", task, ["epochs=3", *extra], seed=seed) for task in ("two-moons", "toy-regression")
+            for seed in range(2)]
 
 
 def _metrics(records) -> dict[str, dict]:
@@ -26,9 +24,9 @@ def reference(tmp_path_factory):
     return _metrics(InProcess(Runner(RunOptions(out=out))).run(_jobs()))
 
 
-def test_job_round_trips_through_its_spec():
-    job = _jobs("lr=0.01")[0]
-    assert Job.from_spec(job.spec(), job.key.seed, job.key.split) == job
+def test_spec_round_trips_through_its_key():
+    spec = _jobs("lr=0.01")[0]
+    assert RunSpec.from_key(spec.key()) == spec
 
 
 def test_process_pool_gives_bit_identical_records(reference, tmp_path):
@@ -44,7 +42,7 @@ def test_a_convolutional_run_repeats_bit_for_bit_at_the_pools_thread_count(tmp_p
 
     import torch
 
-    jobs = [Job.from_spec(resolve("map", "digits", ["epochs=2"]), 0, 0)]
+    jobs = [resolve("map", "digits", ["epochs=2"])]
     threads = max(1, (os.cpu_count() or 1) // 2)
     torch.set_num_threads(threads)
     reference = _metrics(InProcess(Runner(RunOptions(out=tmp_path / "in"))).run(jobs))
@@ -69,10 +67,10 @@ def test_ray_asks_for_a_gpu_only_with_cuda():
 
 
 def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path):
-    jobs = _jobs()[:1] + [Job.from_spec(resolve("map", "two-moons", ["epochs=3", "lr=1e30"]), 0, 0)]
+    jobs = _jobs()[:1] + [resolve("map", "two-moons", ["epochs=3", "lr=1e30"])]
     records = {r.id: r for r in ProcessPool(2, WorkerOptions(str(tmp_path))).run(jobs)}
-    assert records[jobs[0].key.id].status == "ok"
-    failed = records[jobs[1].key.id]
+    assert records[jobs[0].id].status == "ok"
+    failed = records[jobs[1].id]
     assert failed.status == "failed" and failed.error["type"] == "NonFiniteLoss"
 
 

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from uqbench.errors import DataError, UnknownName
-from uqbench.leaderboard import SCHEMA, Leaderboard, build, config_id, flat_table, paired_test, rank_table, task_table
+from uqbench.leaderboard import SCHEMA, Leaderboard, build, flat_table, paired_test, rank_table, task_table
 from uqbench.results import RunKey, RunRecord
 
 
@@ -101,7 +101,7 @@ def test_configs_are_kept_apart():
     recs = [record("a", "t", s, {"nll": 1.0}, lr=lr) for s in range(2) for lr in (0.1, 0.2)]
     board = build(recs)
     assert len(board.rows) == 2 and len({r.config_id for r in board.rows}) == 2
-    assert config_id(recs[0].key) == board.rows[0].config_id
+    assert recs[0].key.config_id == board.rows[0].config_id
     labels = [r[0] for r in task_table(board, "t", "table")[1]]
     assert all(label.startswith("a (") for label in labels)
 

@@ -1,8 +1,9 @@
 """Cache of trained networks shared between runs (a MAP network reused by laplace, post-trained VBLL, ensembles).
 
-An artifact is identified by a name and a key (task, task config, seed, split, and whatever the trainer's
-result depends on); its weights are stored as `<dir>/<name>-<hash>.pt` (written atomically, read back with
-`weights_only=True`). Building and training run under their own seeded RNG, and the caller's global RNG state
+An artifact is identified by a name and a key (the run's key without its method — task, data fingerprint,
+recipe, backbone, seed, split, uqbench version — and whatever else the trainer's result depends on); its
+weights are stored as `<dir>/<name>-<hash>.pt` (written atomically, read back with `weights_only=True`). A forced
+re-run (`--force`) retrains every artifact it uses that was stored before the command started. Building and training run under their own seeded RNG, and the caller's global RNG state
 is restored afterwards, so a run gives the same result whether the artifact was trained or loaded.
 """
 
@@ -25,10 +26,13 @@ class ArtifactCache:
 
     Args:
         directory: where weights are kept; None keeps them in memory only (for this process).
+        refresh_since: a stored artifact older than this time (seconds since the epoch) is retrained, not
+            loaded; None loads any stored one.
     """
 
-    def __init__(self, directory: Path | None = None):
+    def __init__(self, directory: Path | None = None, refresh_since: float | None = None):
         self.directory = directory
+        self.refresh_since = refresh_since
         self._memory: dict[str, dict[str, torch.Tensor]] = {}
         self.used: dict[str, str] = {}  # artifact id -> 'trained' | 'loaded'
 
@@ -70,9 +74,11 @@ class ArtifactCache:
         if artifact_id in self._memory:
             return self._memory[artifact_id]
         path = self._path(artifact_id)
-        if path is not None and path.exists():
-            return torch.load(path, map_location="cpu", weights_only=True)
-        return None
+        if path is None or not path.exists():
+            return None
+        if self.refresh_since is not None and path.stat().st_mtime < self.refresh_since:
+            return None
+        return torch.load(path, map_location="cpu", weights_only=True)
 
     def _store(self, artifact_id: str, module: nn.Module) -> None:
         state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}

@@ -1,7 +1,8 @@
 """`uqbench check`: compare the store's aggregated metrics with a baseline leaderboard, for CI.
 
 Per (task, method, config, metric) of the baseline, with d = how much worse the store's mean is than the
-baseline's (in the metric's direction) and s = sqrt(se_baseline^2 + se_store^2):
+baseline's (in the metric's direction; for a metric with a nominal value, such as interval coverage, the growth
+of its distance from it) and s = sqrt(se_baseline^2 + se_store^2):
 regressed when d > max(tolerance, k * s), improved when -d > max(tolerance, k * s), unchanged otherwise.
 A metric the store no longer reports, and more failed runs than the baseline had, count as regressions.
 Defaults: tolerance 0.001 (absolute, in the metric's unit) and k = 2; both can be set per metric.
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from uqbench.errors import BadConfig, DataError
-from uqbench.leaderboard import Leaderboard, Row, build
+from uqbench.leaderboard import Leaderboard, Row, badness, build
 from uqbench.results import RunRecord
 
 DEFAULT_TOLERANCE = 1e-3
@@ -123,8 +124,8 @@ def _compare(baseline: Leaderboard, base: Row, now: Row, key: str, thresholds: T
     c = now.metrics.get(key)
     if c is None:
         return Finding(base.task, base.method, key, b.mean, None, None, 0.0, "regressed")
-    sign = -1.0 if _higher_is_better(baseline, key) else 1.0
-    worse_by = sign * (c.mean - b.mean)
+    header = _header(baseline, key)
+    worse_by = badness(header, c.mean) - badness(header, b.mean)
     allowed = thresholds.allowed(key, math.hypot(b.se, c.se))
     verdict = "regressed" if worse_by > allowed else "improved" if -worse_by > allowed else "unchanged"
     return Finding(base.task, base.method, key, b.mean, c.mean, worse_by, allowed, verdict)
@@ -136,11 +137,11 @@ def _failures(base: Row, now: Row) -> Finding:
     return Finding(base.task, base.method, FAILED, base.n_failed, now.n_failed, worse_by, 0.0, verdict)
 
 
-def _higher_is_better(baseline: Leaderboard, key: str) -> bool:
+def _header(baseline: Leaderboard, key: str) -> dict:
     spec = baseline.metrics.get(key)
     if spec is None or "higher_is_better" not in spec:
         raise DataError(f"baseline: metric {key!r} has no direction in the baseline's 'metrics' header")
-    return bool(spec["higher_is_better"])
+    return spec
 
 
 def finding_rows(findings: list[Finding]) -> tuple[list[str], list[list[str]]]:

@@ -7,10 +7,12 @@ with one line `error: ...` on stderr and exit code 2; `run` exits 1 when a run f
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
@@ -89,58 +91,80 @@ def plugins(fmt: FormatOpt = "table") -> None:
         emit(_stdout(), columns, rows, fmt)  # type: ignore[arg-type]
 
 
+ConfigOpt = Annotated[
+    Optional[Path], typer.Option("--config", help="Experiment file (TOML: [plan] and [set]); see the README.")
+]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the resolved runs and their ids; run nothing.")]
+NoRetryOpt = Annotated[bool, typer.Option("--no-retry", help="Keep stored failed runs instead of running them again.")]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", help="[SCOPE.][PART.]KEY=VALUE for the runs that have KEY (repeatable; see the README)."),
+]
+
+
 @app.command()
 def run(
-    method: Annotated[str, typer.Argument(help="Method name (see `uqbench list methods`).")],
-    task: Annotated[str, typer.Option("--task", "-t", help="Task name (see `uqbench list tasks`).")],
-    seeds: Annotated[int, typer.Option("--seeds", help="Number of seeds: runs seeds 0 .. N-1.")] = 1,
+    method: Annotated[Optional[str], typer.Argument(help="Method name (see `uqbench list methods`).")] = None,
+    task: Annotated[Optional[str], typer.Option("--task", "-t", help="Task name (see `uqbench list tasks`).")] = None,
+    seeds: Annotated[Optional[int], typer.Option("--seeds", help="Number of seeds: runs seeds 0 .. N-1 (default 1).")] = None,
     split: Annotated[int, typer.Option("--split", help="Which split of the task (for tasks with several).")] = 0,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Override the task's number of epochs.")] = None,
-    set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Hyperparameter key=value (method or task; repeatable).")
-    ] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Set the recipe's number of epochs.")] = None,
+    set_: SetOpt = None,
+    config: ConfigOpt = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     out: OutOpt = Path("results"),
     data_dir: DataDirOpt = None,
     save_predictions: Annotated[
         bool, typer.Option("--save-predictions", help="Write <record-id>.npz with the predictions.")
     ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Re-run even when a record already exists.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-run even when a record exists, retraining the cached networks it uses.")
+    ] = False,
+    no_retry: NoRetryOpt = False,
+    dry_run: DryRunOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the records as a JSON list, nothing else.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train METHOD on a task for one or more seeds, evaluate, store one record per seed, print the metrics."""
+    from uqbench.experiment import CommandLine, load_experiment, run_request
     from uqbench.progress import make_progress
-    from uqbench.report import emit
-    from uqbench.runner import RunOptions, Runner, resolve
-    from uqbench.report import metric_rows
+    from uqbench.report import emit, metric_rows
+    from uqbench.runner import RunOptions, Runner
+    from uqbench.spec import plan
 
     err = _stderr()
     with user_errors():
-        if seeds < 1:
-            raise BadConfig(f"--seeds {seeds}: must be at least 1")
-        spec = resolve(method, task, set_ or [], data_dir=data_dir, epochs=epochs)
-        if not 0 <= split < spec.task.n_splits():
-            raise BadConfig(f"--split {split}: task {task!r} has splits 0 .. {spec.task.n_splits() - 1}")
+        file = load_experiment(config)[0] if config is not None else None
+        line = CommandLine(settings=tuple(set_ or ()), epochs=epochs, data_dir=data_dir)
+        the_plan = plan(run_request(method, task, seeds, split, line, file))
+        if dry_run:
+            _print_dry_run(the_plan, "json" if as_json else "table")
+            return
         ensure_writable(out)
+        the_plan.prepare()
         progress = make_progress(err, quiet or as_json)
-        runner = Runner(RunOptions(out=out, device=device, save_predictions=save_predictions, force=force, progress=progress))
+        runner = Runner(RunOptions(out=out, device=device, data_dir=data_dir, save_predictions=save_predictions,
+                                   force=force, retry=not no_retry, refresh_since=time.time(), progress=progress))
         records = []
-        for seed in range(seeds):
-            if hasattr(progress, "label"):
-                progress.label = f"{method} {task} seed {seed}"
-            record, fresh = runner.run(spec, seed, split)
+        for spec in the_plan.specs:
+            record, fresh = runner.run(spec)
+            if record.status == "error":
+                raise UserError(record.error["message"])
             records.append(record)
             if not as_json and not quiet:
                 state = "done" if fresh else "already in the store (use --force to re-run)"
-                err.print(f"{method} on {task}, seed {seed}: {record.status}, {state} -> {out / (record.id + '.json')}")
+                err.print(f"{spec.method} on {spec.task}, seed {spec.seed}: {record.status}, {state} -> "
+                          f"{out / (record.id + '.json')}", highlight=False)
             if record.status == "failed":
-                err.print(f"[red]seed {seed} failed in {record.error['phase']}: {record.error['type']}: {record.error['message']}")
+                err.print(f"[red]seed {spec.seed} failed in {record.error['phase']}: {record.error['type']}: "
+                          f"{record.error['message']}", highlight=False)
     if as_json:
         typer.echo(json.dumps([r.to_json() for r in records], indent=2))
     else:
         columns, rows = metric_rows(records)
-        emit(_stdout(), columns, rows, "table", title=f"{method} on {task} ({len(records)} seed{'s' * (len(records) > 1)})")
+        first = the_plan.specs[0]
+        emit(_stdout(), columns, rows, "table",
+             title=f"{first.method} on {first.task} ({len(records)} seed{'s' * (len(records) > 1)})")
     if any(r.status == "failed" for r in records):
         raise typer.Exit(1)
 
@@ -150,12 +174,15 @@ def compare(
     suite: Annotated[Optional[str], typer.Option("--suite", help="Named suite: quick (default), uci, cifar.")] = None,
     tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated tasks (instead of a suite).")] = None,
     methods: Annotated[
-        Optional[str], typer.Option("--methods", help="Comma-separated methods (default: the suite's, or all).")
+        Optional[str],
+        typer.Option("--methods", help="Comma-separated methods, 'all' or patterns like 'mc-*' (default: the suite's)."),
     ] = None,
+    exclude: Annotated[Optional[str], typer.Option("--exclude", help="Comma-separated methods to leave out.")] = None,
     seeds: Annotated[Optional[int], typer.Option("--seeds", help="Seeds per split (default: the suite's, 3).")] = None,
     splits: Annotated[
         Optional[int], typer.Option("--splits", help="First N splits of every task (default: the suite's; uci: all).")
     ] = None,
+    config: ConfigOpt = None,
     jobs: Annotated[int, typer.Option("--jobs", help="Runs at a time (worker processes, or Ray CPUs).")] = 1,
     executor: Annotated[str, typer.Option("--executor", help="local (this machine) or ray.")] = "local",
     address: Annotated[
@@ -167,10 +194,13 @@ def compare(
         Optional[list[str]], typer.Option("--metric", help="Metric key or pattern to show, e.g. nll, 'ood.*.auroc' (repeatable).")
     ] = None,
     no_run: Annotated[bool, typer.Option("--no-run", help="Run nothing; report what the store holds.")] = False,
-    set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="key=value for every run whose method or task has the key (repeatable).")
-    ] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Override every task's number of epochs.")] = None,
+    dry_run: DryRunOpt = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-run every planned run, retraining the cached networks they use.")
+    ] = False,
+    no_retry: NoRetryOpt = False,
+    set_: SetOpt = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Set every run's number of epochs.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     data_dir: DataDirOpt = None,
     save_predictions: Annotated[
@@ -179,51 +209,82 @@ def compare(
     quiet: QuietOpt = False,
 ) -> None:
     """Run every (method, task, seed, split) of a comparison the store lacks, then print one leaderboard per task."""
-    from uqbench.compare import Request, build_plan, check_device, plan_records
+    from uqbench.compare import check_device, plan_records
     from uqbench.errors import DataError
+    from uqbench.experiment import CommandLine, compare_request, load_experiment
     from uqbench.leaderboard import build
     from uqbench.results import ResultStore
+    from uqbench.runner import RunOptions
+    from uqbench.spec import plan
 
     err = _stderr()
     with user_errors():
         _check_format(fmt)
-        names = _names(tasks, "--tasks"), _names(methods, "--methods")
-        request = Request(suite, *names, seeds, splits, tuple(set_ or ()), epochs, data_dir)
-        plan = build_plan(request)
-        for line in plan.skipped if not quiet else ():
-            err.print(f"skipped {line}", highlight=False)
+        file = load_experiment(config)[0] if config is not None else None
+        line = CommandLine(suite, _names(tasks, "--tasks"), _names(methods, "--methods"), _names(exclude, "--exclude"),
+                           seeds, splits, tuple(set_ or ()), epochs, data_dir)
+        request, needs_gpu = compare_request(line, file)
+        the_plan = plan(request)
+        for text in the_plan.skipped if not quiet else ():
+            err.print(f"skipped {text}", highlight=False)
+        if dry_run:
+            _print_dry_run(the_plan, fmt)
+            return
         store = ResultStore(out)
+        outcome: list = []
         if not no_run:
-            check_device(plan, device)
-            _run_plan(plan, store, device, (jobs, executor, address), save_predictions, quiet)
-        records = plan_records(plan, store)
+            check_device(needs_gpu, device)
+            the_plan.prepare()
+            options = RunOptions(out=out, device=device, data_dir=data_dir, save_predictions=save_predictions,
+                                 force=force, retry=not no_retry, refresh_since=time.time())
+            outcome = _run_plan(the_plan, store, options, (jobs, executor, address), quiet)
+        records = plan_records(the_plan, store)
+        for problem in store.problems if not quiet else ():
+            err.print(f"note: {problem}", highlight=False)
         if not records:
-            raise DataError(f"the store {str(out)!r} holds none of the {len(plan.jobs)} planned runs; run without --no-run")
-        board = build(records, tuple(metric) if metric else None, plan.expected(), all_metrics=fmt == "json")
+            raise DataError(f"the store {str(out)!r} holds none of the {len(the_plan.specs)} planned runs; "
+                            "run without --no-run")
+        board = build(records, tuple(metric) if metric else None, the_plan.expected(), all_metrics=fmt == "json")
     _print_board(board, fmt)
+    if any(r.status != "ok" for r in outcome):
+        raise typer.Exit(1)
 
 
-def _run_plan(plan, store, device: str, parallel: tuple[int, str, str | None], save_predictions: bool, quiet: bool) -> None:
-    from uqbench.compare import PlanDisplay, make_executor, pending, run_jobs
-    from uqbench.runner import RunOptions, Runner
+def _print_dry_run(the_plan, fmt: str) -> None:
+    """The resolved runs: a table (id, method, task, split, seed, non-default settings) or their keys as JSON."""
+    from uqbench.report import emit
+    from uqbench.spec import plan_table
+
+    if fmt == "json":
+        typer.echo(json.dumps([{"id": s.id, "key": dataclasses.asdict(s.key())} for s in the_plan.specs], indent=2))
+        return
+    emit(_wide_stdout(), *plan_table(the_plan.specs), fmt, title=f"{len(the_plan.specs)} planned runs")  # type: ignore[arg-type]
+
+
+def _run_plan(the_plan, store, options, parallel: tuple[int, str, str | None], quiet: bool) -> list:
+    """Run what the store lacks; returns the records made now (Ctrl-C: exit 130, finished runs kept)."""
+    from uqbench.compare import PlanDisplay, make_executor, pending, run_specs
+    from uqbench.runner import Runner
 
     err = _stderr()
     ensure_writable(store.root)
-    todo = pending(plan, store, need_predictions=save_predictions)
+    todo = pending(the_plan, store, options)
     display = PlanDisplay(err, quiet, workers=parallel[0])
-    runner = Runner(RunOptions(out=store.root, device=device, save_predictions=save_predictions, progress=display))
-    executor = make_executor(runner, *parallel)
+    options.progress = display
+    executor = make_executor(Runner(options), *parallel)
     if not quiet:
-        done = len(plan.jobs) - len(todo)
-        err.print(f"{done} of {len(plan.jobs)} planned runs are in {str(store.root)!r}; running {len(todo)}", highlight=False)
+        done = len(the_plan.specs) - len(todo)
+        err.print(f"{done} of {len(the_plan.specs)} planned runs are in {str(store.root)!r}; running {len(todo)}",
+                  highlight=False)
     try:
-        run_jobs(todo, executor, store, display)
+        outcome = run_specs(todo, executor, store, display)
     except KeyboardInterrupt:
         kept = f"{display.done} finished run(s) kept in {str(store.root)!r}"
         err.print(f"interrupted: {kept}; run the same command again to resume", highlight=False)
         raise typer.Exit(130) from None
     if not quiet and todo:
         err.print(display.summary(), highlight=False)
+    return outcome
 
 
 def _print_board(board, fmt: str) -> None:

@@ -1,14 +1,19 @@
 """Leaderboards: run records aggregated per (task, method, config), ranked, with paired within-noise marks.
 
-Per task, every metric column marks the best method (by the metric's direction) and, for every other method,
+Per task, every metric column marks the best method (by the metric's direction, or for a metric with a nominal
+value such as interval coverage, by the distance from it) and, for every other method,
 whether its difference from the best is within noise: a two-sided paired t-test at the 5% level over the runs
 both methods have for the same (seed, split). It needs at least two such pairs; with fewer the mark is left out.
 A method's rank on a task is its rank by the task's ranking metric (ties share the mean rank); its average rank
 is the mean over the tasks of the comparison where it has one.
 
+When the store holds several records of one run (the same config, seed and split, from different uqbench
+versions), only the newest counts.
+
 The JSON form (schema `uqbench.leaderboard/1`) is what `compare --format json` prints and `check` reads:
-`{"schema", "metrics": {key: {"higher_is_better", "unit", "doc"}}, "rank_by": {task: metric},
-"rows": [{"task", "method", "config_id", "method_config", "task_config", "n_runs", "n_failed", "n_missing",
+`{"schema", "metrics": {key: {"higher_is_better", "ideal", "unit", "doc"}}, "rank_by": {task: metric},
+"rows": [{"task", "method", "config_id", "method_config", "task_config", "recipe", "backbone", "n_runs",
+"n_failed", "n_missing",
 "metrics": {key: {"mean", "se", "n", "best", "within_noise", "p_value"}},
 "cost": {"fit_s", "predict_s", "n_params"}, "rank", "avg_rank"}]}`.
 """
@@ -19,9 +24,8 @@ import fnmatch
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from uqbench.config import content_hash
 from uqbench.errors import DataError, UnknownName
-from uqbench.results import RunKey, RunRecord, aggregate, mean_se
+from uqbench.results import RunRecord, aggregate, mean_se
 
 SCHEMA = "uqbench.leaderboard/1"
 DEFAULT_METRICS = ("accuracy", "rmse", "nll", "crps", "brier", "ece", "ood.*.auroc")
@@ -50,8 +54,10 @@ class Row:
     config_id: str
     method_config: dict[str, Any]
     task_config: dict[str, Any]
-    n_runs: int  # successful runs
-    n_failed: int
+    recipe: dict[str, Any] = field(default_factory=dict)
+    backbone: dict[str, Any] = field(default_factory=dict)
+    n_runs: int = 0  # successful runs
+    n_failed: int = 0
     n_missing: int = 0  # planned runs the store does not hold
     metrics: dict[str, Cell] = field(default_factory=dict)
     cost: dict[str, float | None] = field(default_factory=dict)  # fit_s, predict_s (means), n_params
@@ -100,9 +106,11 @@ class Leaderboard:
             raise DataError(f"malformed {SCHEMA} document: {type(exc).__name__}: {exc}") from None
 
 
-def config_id(key: RunKey) -> str:
-    """16 hex digits identifying (method, method config, task, task config): the runs that belong together."""
-    return content_hash({"method": key.method, "method_config": key.method_config, "task": key.task, "task_config": key.task_config})
+def badness(header: dict[str, Any], value: float) -> float:
+    """`uqbench.metrics.badness` of a value, read with the metric's header entry (direction and `ideal`)."""
+    from uqbench.metrics import badness as of
+
+    return of(value, header["higher_is_better"], header.get("ideal"))
 
 
 def build(
@@ -131,27 +139,35 @@ def build(
         keys = _select(task_rows, patterns)
         for key in keys:
             header.setdefault(key, _describe(key))
-            _mark(task_rows, key, header[key]["higher_is_better"])
+            _mark(task_rows, key, header[key])
         for row in task_rows:
             row.metrics = {k: row.metrics[k] for k in keys if k in row.metrics}
         if keys:
             rank_by[task] = RANK_BY if RANK_BY in keys and not metrics else keys[0]
-            _rank(task_rows, rank_by[task], header[rank_by[task]]["higher_is_better"])
+            _rank(task_rows, rank_by[task], header[rank_by[task]])
     _average_ranks(rows)
     ordered = sorted(header, key=lambda k: _order(k, patterns))
     return Leaderboard({k: header[k] for k in ordered}, rows, rank_by)
 
 
 def _groups(records: list[RunRecord]) -> dict[tuple[str, str, str], list[RunRecord]]:
+    """Records by (task, method, config id), the newest record of each (seed, split) only."""
+    newest: dict[tuple[str, int, int], RunRecord] = {}
+    for rec in records:
+        run = (rec.key.config_id, rec.key.seed, rec.key.split)
+        if run not in newest or rec.created_at > newest[run].created_at:
+            newest[run] = rec
     groups: dict[tuple[str, str, str], list[RunRecord]] = {}
     for rec in records:
-        groups.setdefault((rec.key.task, rec.key.method, config_id(rec.key)), []).append(rec)
+        if newest[rec.key.config_id, rec.key.seed, rec.key.split] is rec:
+            groups.setdefault((rec.key.task, rec.key.method, rec.key.config_id), []).append(rec)
     return groups
 
 
 def _row(group: list[RunRecord], expected: dict[tuple[str, str], int] | None) -> Row:
     key, ok = group[0].key, [r for r in group if r.status == "ok"]
-    row = Row(key.task, key.method, config_id(key), key.method_config, key.task_config, len(ok), len(group) - len(ok))
+    row = Row(key.task, key.method, key.config_id, key.method_config, key.task_config, key.recipe, key.backbone,
+              len(ok), len(group) - len(ok))
     if expected is not None:
         row.n_missing = max(expected.get((key.task, key.method), 0) - len(group), 0)
     row.metrics = {k: Cell(mean, se, n) for k, (mean, se, n) in aggregate(group).items()}
@@ -186,7 +202,7 @@ def _describe(key: str) -> dict[str, Any]:
     from uqbench.metrics import metric_spec
 
     spec = metric_spec(key)
-    return {"higher_is_better": spec.higher_is_better, "unit": spec.unit, "doc": spec.doc}
+    return {"higher_is_better": spec.higher_is_better, "ideal": spec.ideal, "unit": spec.unit, "doc": spec.doc}
 
 
 def _select(rows: list[Row], patterns: tuple[str, ...]) -> list[str]:
@@ -206,19 +222,23 @@ def _check_patterns(patterns: tuple[str, ...], records: list[RunRecord]) -> None
             raise UnknownName(f"--metric {pattern!r}: no run of this comparison reports it; available: {', '.join(present)}")
 
 
-def _mark(rows: list[Row], key: str, higher_is_better: bool) -> None:
+def _mark(rows: list[Row], key: str, header: dict[str, Any]) -> None:
     """Mark the best row(s) for `key` and test every other row against the first best one."""
     have = [r for r in rows if key in r.metrics]
     if not have:
         return
-    sign = 1.0 if higher_is_better else -1.0
-    top = max(sign * r.metrics[key].mean for r in have)
-    best = [r for r in have if sign * r.metrics[key].mean == top]
+    top = min(badness(header, r.metrics[key].mean) for r in have)
+    best = [r for r in have if badness(header, r.metrics[key].mean) == top]
     for row in have:
         cell = row.metrics[key]
         cell.best = row in best
         if not cell.best:
-            cell.within_noise, cell.p_value = paired_test(best[0].values.get(key, {}), row.values.get(key, {}))
+            cell.within_noise, cell.p_value = paired_test(_badness_values(header, best[0], key),
+                                                          _badness_values(header, row, key))
+
+
+def _badness_values(header: dict[str, Any], row: Row, key: str) -> dict[tuple[int, int], float]:
+    return {run: badness(header, v) for run, v in row.values.get(key, {}).items()}
 
 
 def paired_test(a: dict[tuple[int, int], float], b: dict[tuple[int, int], float]) -> tuple[bool | None, float | None]:
@@ -243,10 +263,9 @@ def paired_test(a: dict[tuple[int, int], float], b: dict[tuple[int, int], float]
     return p >= ALPHA, p
 
 
-def _rank(rows: list[Row], key: str, higher_is_better: bool) -> None:
+def _rank(rows: list[Row], key: str, header: dict[str, Any]) -> None:
     """Rank 1 = best; tied rows share the mean of the ranks they span."""
-    sign = 1.0 if higher_is_better else -1.0
-    scores = {id(r): sign * r.metrics[key].mean for r in rows if key in r.metrics}
+    scores = {id(r): -badness(header, r.metrics[key].mean) for r in rows if key in r.metrics}
     for row in rows:
         if id(row) not in scores:
             continue
@@ -268,7 +287,7 @@ def _average_ranks(rows: list[Row]) -> None:
 
 # -- layout for `uqbench compare` (report.emit prints it) ---------------------------------------------------
 LEGEND = (
-    "mean ± standard error over runs; ↑/↓: higher/lower is better; best per column in bold; "
+    "mean ± standard error over runs; ↑/↓: higher/lower is better, → x: closest to x is best; best per column in bold; "
     "≈: within noise of the best (paired t-test over the same seeds/splits, 5%); "
     "rank: by the metric in the title; avg rank: mean over tasks; fit/predict: seconds per run"
 )
@@ -321,7 +340,10 @@ def flat_table(board: Leaderboard) -> tuple[list[str], list[list[Any]]]:
 
 
 def _arrow(board: Leaderboard, key: str) -> str:
-    return "↑" if board.metrics[key]["higher_is_better"] else "↓"
+    header = board.metrics[key]
+    if header.get("ideal") is not None:
+        return f"→ {header['ideal']:g}"
+    return "↑" if header["higher_is_better"] else "↓"
 
 
 def _cell(cell: Cell | None, fmt: str) -> str:
@@ -357,4 +379,4 @@ def _count(n: float | None) -> str:
     return f"{n / 1e3:.1f}k" if n < 1e6 else f"{n / 1e6:.2f}M"
 
 
-__all__ = ["LEGEND", "SCHEMA", "Cell", "Leaderboard", "Row", "build", "config_id", "flat_table", "paired_test", "rank_table", "task_table"]
+__all__ = ["LEGEND", "SCHEMA", "Cell", "Leaderboard", "Row", "badness", "build", "flat_table", "paired_test", "rank_table", "task_table"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from uqbench import config as cfgmod
 from uqbench.errors import BadConfig
 
 
@@ -27,7 +26,7 @@ def list_rows(what: str, verbose: bool) -> tuple[list[str], list[list[Any]], lis
             task = cls()
             row = [name, cls.kind, task.size(), str(task.n_splits()), ", ".join(cls.ood_sets) or "-", cls.source, cls.summary()]
         if verbose:
-            row.append(_config_text(cls.Config))
+            row.append(_config_text(cls.Config) if what == "methods" else _task_text(cls))
         rows.append(row)
     columns = (
         ["method", "kinds", "description", "source"]
@@ -39,10 +38,16 @@ def list_rows(what: str, verbose: bool) -> tuple[list[str], list[list[Any]], lis
     return columns, rows, broken
 
 
-def _config_text(config_cls: type) -> str:
-    types = cfgmod.field_types(config_cls)
-    default = config_cls()
-    return ", ".join(f"{f.name}={getattr(default, f.name)!r}" for f in dataclasses.fields(config_cls) if f.name in types)
+def _config_text(config_cls: type, default: Any = None) -> str:
+    default = config_cls() if default is None else default
+    return ", ".join(f"{f.name}={getattr(default, f.name)!r}" for f in dataclasses.fields(config_cls))
+
+
+def _task_text(cls: type) -> str:
+    """The task's data settings, default recipe and default backbone."""
+    parts = [_config_text(cls.Config), f"recipe: {_config_text(type(cls.recipe), cls.recipe)}",
+             f"backbone: {_config_text(type(cls.backbone), cls.backbone)}"]
+    return "; ".join(p for p in parts if p)
 
 
 def plugin_rows() -> tuple[list[str], list[list[Any]]]:

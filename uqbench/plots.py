@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from uqbench.errors import DataError
-from uqbench.leaderboard import config_id
 from uqbench.results import RunRecord
 
 KINDS = ("reliability", "bands", "ood")
@@ -44,7 +43,7 @@ def collect(records: list[RunRecord], results: Path) -> list[Runs]:
     groups: dict[tuple[str, str, str], list[RunRecord]] = {}
     for rec in records:
         if rec.status == "ok" and rec.predictions and (results / rec.predictions).exists():
-            groups.setdefault((rec.key.task, rec.key.method, config_id(rec.key)), []).append(rec)
+            groups.setdefault((rec.key.task, rec.key.method, rec.key.config_id), []).append(rec)
     if not groups:
         raise DataError(
             f"no saved predictions in {str(results)!r}: run `uqbench compare --save-predictions` "
@@ -178,12 +177,10 @@ def bands(runs: Runs, data_dir: Path | None = None):
 
 
 def _reload(record: RunRecord, data_dir: Path | None):
-    from uqbench import config as cfgmod
-    from uqbench.tasks import tasks
+    from uqbench.spec import RunSpec
 
-    cls = tasks.get(record.key.task)
-    task = cls(cfgmod.build(cls.Config, record.key.task_config, f"task {record.key.task!r}"), data_dir=data_dir)
-    return task.load(record.key.seed, record.key.split)
+    spec = RunSpec.from_key(record.key)
+    return spec.make_task(data_dir).load(spec.seed, spec.split)
 
 
 def ood_histograms(runs: Runs):

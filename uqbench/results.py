@@ -1,8 +1,12 @@
 """Run records: schema, content-hash ids, atomic writes, loading and aggregation over seeds.
 
 One JSON file `<id>.json` per run; `id` is the first 16 hex digits of the sha256 of the canonical JSON of the
-run's key (method, resolved method config, task, resolved task config, seed, split), so a changed default
-gives a new id and a stale result is never reused. Every field is always present (null when not applicable).
+run's key (`uqbench.spec.RunSpec.key`: method and task with their resolved configs, training recipe, backbone,
+seed, split, data fingerprint and code versions), so a changed default, data file or version gives a new id and
+a stale result is never reused. Every field is always present (null when not applicable).
+
+Records of the older format `uqbench.run/1` (whose keys lack the recipe, backbone, data and code) are never
+reused: the store lists them in `problems` and leaves them on disk.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from typing import Any
 
 from uqbench.config import content_hash
 
-SCHEMA = "uqbench.run/1"
+SCHEMA = "uqbench.run/2"
+OLD_SCHEMAS = ("uqbench.run/1",)
 
 
 @dataclass(frozen=True)
 class RunKey:
-    """What identifies a run; its hash is the record id."""
+    """What identifies a run (plain JSON data); its hash is the record id."""
 
     method: str
     method_config: dict[str, Any]
@@ -30,10 +35,23 @@ class RunKey:
     task_config: dict[str, Any]
     seed: int
     split: int
+    recipe: dict[str, Any] = field(default_factory=dict)  # the training recipe (TrainConfig)
+    backbone: dict[str, Any] = field(default_factory=dict)  # the BackboneConfig
+    data: dict[str, str] = field(default_factory=dict)  # the task's fingerprint of the split's data
+    code: dict[str, str] = field(default_factory=dict)  # uqbench version, method and task origins
 
     @property
     def id(self) -> str:
         return content_hash(asdict(self))
+
+    @property
+    def config_id(self) -> str:
+        """16 hex digits identifying the runs that belong together on a leaderboard: the key without seed, split
+        and code versions (a new release re-runs a config, but its runs still compare with a baseline's)."""
+        key = asdict(self)
+        for name in ("seed", "split", "code"):
+            del key[name]
+        return content_hash(key)
 
 
 @dataclass
@@ -41,8 +59,8 @@ class RunRecord:
     """One run's result (the JSON schema `uqbench.run/1`)."""
 
     key: RunKey
-    status: str  # "ok" or "failed"
-    error: dict[str, str] | None = None  # {"phase", "type", "message"} when failed
+    status: str  # "ok"; "failed" (the run's own failure: NaN loss, a crash in the method); "error" (never stored)
+    error: dict[str, str] | None = None  # {"phase", "type", "message"} unless ok
     metrics: dict[str, float | None] = field(default_factory=dict)  # flat keys; null for a non-finite value
     warnings: list[str] = field(default_factory=list)  # e.g. which metric was non-finite
     n: dict[str, int] = field(default_factory=dict)  # examples per split and OOD set
@@ -102,10 +120,15 @@ def write_atomic(path: Path, text: str | bytes) -> None:
 
 
 class ResultStore:
-    """A directory of run records."""
+    """A directory of run records.
+
+    `records()` reads every record; files it cannot use (another format, unreadable, named for another id) are
+    listed in `problems` as "path: reason" and left on disk.
+    """
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        self.problems: list[str] = []
 
     def path(self, run_id: str) -> Path:
         return self.root / f"{run_id}.json"
@@ -114,6 +137,8 @@ class ResultStore:
         return self.path(key.id).exists()
 
     def write(self, record: RunRecord) -> Path:
+        if record.status not in ("ok", "failed"):
+            raise ValueError(f"a {record.status!r} record is not a result and is never stored")
         path = self.path(record.id)
         write_atomic(path, json.dumps(record.to_json(), indent=2, allow_nan=False) + "\n")
         return path
@@ -122,15 +147,25 @@ class ResultStore:
         return RunRecord.from_json(json.loads(self.path(run_id).read_text()))
 
     def records(self) -> list[RunRecord]:
-        """Every readable record in the store, sorted by (task, method, seed, split)."""
-        out = []
+        """Every usable record in the store, sorted by (task, method, seed, split)."""
+        out, self.problems = [], []
         for path in sorted(self.root.glob("*.json")):
             try:
                 data = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):
                 continue
-            if isinstance(data, dict) and data.get("schema") == SCHEMA:
-                out.append(RunRecord.from_json(data))
+            if not isinstance(data, dict) or "schema" not in data:
+                continue
+            if data["schema"] in OLD_SCHEMAS:
+                self.problems.append(f"{path}: older record format {data['schema']!r}, not reused (re-run it)")
+                continue
+            if data["schema"] != SCHEMA:
+                continue
+            record = RunRecord.from_json(data)
+            if path.stem != record.id:
+                self.problems.append(f"{path}: holds the record {record.id}, not {path.stem}; ignored")
+                continue
+            out.append(record)
         return sorted(out, key=lambda r: (r.key.task, r.key.method, r.key.seed, r.key.split))
 
 

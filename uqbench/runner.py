@@ -1,7 +1,8 @@
-"""From names and options to run records: resolve configs, plan jobs, run one job, skip finished ones.
+"""Run one `RunSpec`: load the task's data, fit the method, predict, evaluate, and make its record.
 
 The flow of one run: task.load(seed, split) -> method.fit(data, ctx) -> predictor.predict(x) ->
-metrics.evaluate(prediction, targets, OOD scores) -> record -> store. Each arrow is a plain function call.
+metrics.evaluate(prediction, targets, OOD scores) -> record -> store. Each arrow is a plain function call. What a
+run is comes from `uqbench.spec`; how it is executed (device, where files are, what is kept) from `RunOptions`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import functools
+import io
 import platform
 import subprocess
 import time
@@ -22,95 +24,44 @@ import torch
 from torch import Tensor
 
 import uqbench
-from uqbench import config as cfgmod
 from uqbench.artifacts import ArtifactCache
 from uqbench.errors import BadConfig, RunFailed, UserError
-from uqbench.methods import FitContext, Method, Predictor, methods
+from uqbench.methods import FitContext, Predictor
 from uqbench.methods.base import ood_score
 from uqbench.metrics import default_ood_score, evaluate
 from uqbench.prediction import Categorical, Gaussian, GaussianMixture, Prediction
-from uqbench.results import ResultStore, RunKey, RunRecord, clean_metrics
-from uqbench.tasks import Task, TaskData, tasks
+from uqbench.results import ResultStore, RunRecord, clean_metrics, write_atomic
+from uqbench.spec import RunSpec
+from uqbench.tasks import TaskData
 from uqbench.training import NullProgress, Progress, seeded
 
 PREDICT_BATCH = 1024
 
 
-@dataclass(frozen=True)
-class Spec:
-    """A method and a task with their resolved configs: everything but the seed and split of a run."""
-
-    method: Method
-    task: Task
-
-    def key(self, seed: int, split: int) -> RunKey:
-        return RunKey(
-            method=self.method.name,
-            method_config=cfgmod.to_dict(self.method.config),
-            task=self.task.name,
-            task_config=cfgmod.to_dict(self.task.config),
-            seed=seed,
-            split=split,
-        )
-
-
 @dataclass
 class RunOptions:
-    """How runs are executed (nothing here changes a run's result, so nothing here is in its key)."""
+    """How runs are executed (nothing here changes a run's result, so nothing here is in its key).
+
+    Attributes:
+        out: the results directory (records, artifacts, saved predictions).
+        device: 'auto', 'cpu' or 'cuda'.
+        data_dir: where tasks read their files (None: the cache, downloading what is missing).
+        save_predictions: also write `<id>.npz`.
+        force: re-run runs the store holds, and retrain the artifacts they use that were stored before
+            `refresh_since`.
+        retry: re-run runs the store holds as failed.
+        refresh_since: see `force` (set by the CLI to the time the command started).
+        progress: receives training progress.
+    """
 
     out: Path = Path("results")
     device: str = "auto"
+    data_dir: Path | None = None
     save_predictions: bool = False
     force: bool = False
+    retry: bool = True
+    refresh_since: float | None = None
     progress: Progress = field(default_factory=NullProgress)
-
-
-def resolve(
-    method_name: str,
-    task_name: str,
-    assignments: list[str] = (),  # type: ignore[assignment]
-    data_dir: Path | None = None,
-    epochs: int | None = None,
-) -> Spec:
-    """Look up a method and a task and build their configs from `--set key=value` assignments.
-
-    An unqualified key goes to whichever of the two configs has it; `method.key` / `task.key` choose
-    explicitly. Raises UnknownName, BadConfig or Unsupported (all exit code 2).
-    """
-    method_cls, task_cls = methods.get(method_name), tasks.get(task_name)
-    method_types, task_types = cfgmod.field_types(method_cls.Config), cfgmod.field_types(task_cls.Config)
-    overrides: dict[str, dict[str, Any]] = {"method": {}, "task": {}}
-    if epochs is not None:
-        overrides["task"]["epochs"] = epochs
-    for text in assignments:
-        key, value = cfgmod.parse_assignment(text)
-        where, _, name = key.rpartition(".")
-        if where not in ("", "method", "task"):
-            raise BadConfig(f"--set {text}: prefix must be 'method.' or 'task.'; got {where!r}")
-        if not where:
-            owners = [w for w, t in (("method", method_types), ("task", task_types)) if name in t]
-            if len(owners) > 1:
-                raise BadConfig(f"--set {text}: {name!r} is both a method and a task key; write method.{name} or task.{name}")
-            if not owners:
-                raise BadConfig(
-                    f"--set {text}: unknown key {name!r}; method {method_name!r} takes: "
-                    f"{', '.join(method_types) or 'nothing'}; task {task_name!r} takes: {', '.join(task_types)}"
-                )
-            where = owners[0]
-        types = method_types if where == "method" else task_types
-        owner = f"method {method_name!r}" if where == "method" else f"task {task_name!r}"
-        if name not in types:
-            raise BadConfig(f"--set {text}: unknown key {name!r} for {owner}; valid keys: {', '.join(types)}")
-        try:
-            overrides[where][name] = cfgmod.coerce(types[name], value)
-        except ValueError:
-            raise BadConfig(
-                f"--set {text}: {name!r} of {owner} must be {cfgmod.describe_type(types[name])}; got {value!r}"
-            ) from None
-    method = method_cls(cfgmod.build(method_cls.Config, overrides["method"], f"method {method_name!r}"))
-    task = task_cls(cfgmod.build(task_cls.Config, overrides["task"], f"task {task_name!r}"), data_dir=data_dir)
-    method.check_kind(task.kind, task_name)
-    return Spec(method, task)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -123,50 +74,71 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def wanted(record: RunRecord | None, options: RunOptions, need_predictions: bool = False) -> bool:
+    """Whether a run must be (re-)run, given its stored record (None: not in the store)."""
+    if record is None or options.force:
+        return True
+    if record.status == "failed":
+        return options.retry
+    return need_predictions and record.predictions is None
+
+
 class Runner:
-    """Runs jobs into a result store, sharing one artifact cache between them."""
+    """Runs specs into a result store, sharing one artifact cache between them."""
 
     def __init__(self, options: RunOptions):
         self.options = options
         self.store = ResultStore(options.out)
         self.device = resolve_device(options.device)
-        self.artifacts = ArtifactCache(options.out / "artifacts")
+        refresh = options.refresh_since if options.force else None
+        self.artifacts = ArtifactCache(options.out / "artifacts", refresh_since=refresh)
 
-    def run(self, spec: Spec, seed: int, split: int) -> tuple[RunRecord, bool]:
-        """The record for (spec, seed, split) and whether it was computed now (False: taken from the store)."""
-        key = spec.key(seed, split)
-        if self.store.has(key) and not self.options.force:
-            return self.store.load(key.id), False
-        record = self.execute(spec, seed, split)
-        self.store.write(record)
+    def run(self, spec: RunSpec) -> tuple[RunRecord, bool]:
+        """The record of `spec` and whether it was computed now (False: taken from the store).
+
+        A computed record is stored unless its status is 'error' (a failure of the environment, not a result).
+        """
+        key = spec.key()
+        stored = self.store.load(key.id) if self.store.has(key) else None
+        if not wanted(stored, self.options, self.options.save_predictions):
+            return stored, False  # type: ignore[return-value]
+        record = self.execute(spec)
+        if record.status != "error":
+            self.store.write(record)
         return record, True
 
-    def execute(self, spec: Spec, seed: int, split: int) -> RunRecord:
-        """Train, predict and evaluate one run; a RunFailed (or a crash inside the method) gives a failed record."""
-        key = spec.key(seed, split)
-        record = RunRecord(key=key, status="ok", method_source=methods.origin(spec.method.name), env=environment(self.device))
+    def execute(self, spec: RunSpec) -> RunRecord:
+        """Train, predict and evaluate one run. A RunFailed or a crash inside the method gives a 'failed' record; a
+        UserError (data missing or changed, a setting this machine cannot run) an 'error' record."""
+        key = spec.key()
+        record = RunRecord(key=key, status="ok", method_source=key.code.get("method", "builtin"),
+                           env=environment(self.device))
         record.created_at = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         phase = "load"
+        if hasattr(self.options.progress, "label"):
+            self.options.progress.label = f"{spec.method} on {spec.task}, seed {spec.seed} split {spec.split}"
         try:
-            data = spec.task.load(seed, split)
+            data = spec.make_task(self.options.data_dir).load(spec.seed, spec.split)
+            if data.data_sha256 != spec.data:
+                raise DataChanged(spec, data.data_sha256)
             record.data_sha256, record.info = dict(data.data_sha256), dict(data.info)
             record.n = {"train": len(data.train), "val": len(data.val) if data.val else 0, "test": len(data.test)}
             record.n.update({f"ood.{k}": int(v.shape[0]) for k, v in data.ood.items()})
             self.artifacts.used.clear()
             ctx = FitContext(
-                train_config=spec.task.config,
-                backbone=data.backbone,
-                seed=seed,
+                recipe=spec.recipe,
+                backbone=spec.backbone.spec(data.in_shape),
+                seed=spec.seed,
                 device=self.device,
                 artifacts=self.artifacts,
-                artifact_key={"task": key.task, "task_config": key.task_config, "seed": seed, "split": split},
+                artifact_key=spec.shared_key(),
                 progress=self.options.progress,
                 train_transform=data.train_transform,
             )
-            with seeded(seed):
+            with seeded(spec.seed):
                 phase = "fit"
                 t0 = time.perf_counter()
-                predictor = spec.method.fit(data, ctx)
+                predictor = spec.make_method().fit(data, ctx)
                 record.timings_s["fit"] = time.perf_counter() - t0
                 record.info.update(getattr(predictor, "info", {}))
                 record.info.setdefault("n_params", count_parameters(predictor))
@@ -183,14 +155,24 @@ class Runner:
             if self.options.save_predictions:
                 record.predictions = f"{key.id}.npz"
                 save_predictions(self.options.out / record.predictions, outputs)
-        except UserError:
-            raise
+        except UserError as exc:  # the environment or a setting this machine cannot run: not a result
+            record.status, record.metrics = "error", {}
+            record.error = {"phase": phase, "type": type(exc).__name__, "message": str(exc)}
         except Exception as exc:  # one failed run (RunFailed, or a crash inside a method) must not stop the others
             record.status, record.metrics = "failed", {}
             record.error = {"phase": phase, "type": type(exc).__name__, "message": str(exc)}
             if not isinstance(exc, RunFailed):
                 record.error["traceback"] = traceback.format_exc(limit=8)
         return record
+
+
+class DataChanged(UserError):
+    """The data a run read is not the data its key names (a file changed after the run was planned)."""
+
+    def __init__(self, spec: RunSpec, read: dict[str, str]):
+        changed = sorted(k for k in {*spec.data, *read} if spec.data.get(k) != read.get(k))
+        super().__init__(f"the data of {spec.task} split {spec.split} changed after the run was planned "
+                         f"({', '.join(changed[:3])}); plan it again")
 
 
 @dataclass
@@ -246,11 +228,9 @@ def save_predictions(path: Path, out: Outputs) -> None:
     for name, pred in out.ood.items():
         arrays.update(_arrays(f"ood_{name}_", pred))
         arrays[f"ood_{name}_score"] = out.ood_scores[name].numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_atomic(path, buffer.getvalue())
 
 
 def _arrays(prefix: str, pred: Prediction) -> dict[str, np.ndarray]:
@@ -308,4 +288,4 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-__all__ = ["RunOptions", "Runner", "Spec", "resolve", "resolve_device", "predict_all"]
+__all__ = ["RunOptions", "Runner", "predict_all", "resolve_device", "wanted"]

@@ -1,17 +1,18 @@
 """Named comparisons: which tasks, which methods, how many seeds and splits (`uqbench compare --suite NAME`).
 
-A suite only names things; the methods and tasks it names are looked up when a comparison is planned, so a
-suite may name a method that is not installed, and planning it then fails with `UnknownName`. Pairs a method
-cannot handle (e.g. `sngp` on a regression task) are left out of the plan and reported.
+A suite names its methods as `all` (every registered method, plugins included), a shell pattern, or a list,
+minus `exclude`; they are looked up when a comparison is planned, so a new built-in or plugin method appears in
+every `all` suite without an edit here. Pairs a method cannot handle (e.g. `vbll --set head=gen` on a
+regression task) are left out of the plan and reported. A suite's `settings` are the layer between the tasks'
+defaults and the user's config file and `--set` (see `uqbench.spec`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from uqbench.registry import Registry
 
-ALL_METHODS = ("map", "vbll", "mc-dropout", "ensemble", "sngp", "laplace")
 UCI_TASKS = tuple(
     f"uci-{name}" for name in ("boston", "concrete", "energy", "kin8nm", "naval", "power", "protein", "wine", "yacht")
 )
@@ -24,19 +25,21 @@ class Suite:
     Attributes:
         description: one line for `uqbench compare --help` and the README.
         tasks: task names, in the order their leaderboards are printed.
-        methods: method names, in the order of the leaderboard rows.
+        methods: 'all', a shell pattern, or method names in the order of the leaderboard rows.
+        exclude: method names left out of `methods`.
         seeds: seeds 0 .. seeds-1 for every split.
         splits: splits 0 .. splits-1 of every task (capped at the task's number of splits); None: all of them.
-        settings: task name -> `key=value` assignments applied before the user's `--set` (which win).
+        settings: `[SCOPE.][PART.]KEY=VALUE` settings (the text form of `--set`), below the user's own.
         needs_gpu: planned for a CUDA device; `--device auto` without one is refused.
     """
 
     description: str
     tasks: tuple[str, ...]
-    methods: tuple[str, ...] = ALL_METHODS
+    methods: tuple[str, ...] | str = "all"
+    exclude: tuple[str, ...] = ()
     seeds: int = 3
     splits: int | None = 1
-    settings: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    settings: tuple[str, ...] = ()
     needs_gpu: bool = False
 
 
@@ -58,8 +61,9 @@ suites.register("uci")(
 )
 suites.register("cifar")(
     Suite(
-        description="CIFAR-10 and CIFAR-100 with ResNets, 3 seeds; needs a GPU",
+        description="CIFAR-10 and CIFAR-100 with WRN-28-10 in bf16 mixed precision, 3 seeds; needs a GPU",
         tasks=("cifar10", "cifar100"),
+        settings=("arch=wrn-28-10", "precision=bf16"),
         needs_gpu=True,
     )
 )

@@ -39,7 +39,6 @@ def tiny_task(kind: TaskKind, seed: int = 0) -> TaskData:
         test=Split(x[N_TRAIN:], y[N_TRAIN:]),
         val=Split(x[:N_TEST], y[:N_TEST]),
         out_dim=N_CLASSES if kind == "classification" else 1,
-        backbone=BackboneSpec("mlp", (IN_DIM,), width=16, depth=2),
         ood={"far": 6 + torch.randn(N_OOD, IN_DIM, generator=g)},
         target_loc=None if kind == "classification" else torch.zeros(1),
         target_scale=None if kind == "classification" else torch.ones(1),
@@ -48,7 +47,7 @@ def tiny_task(kind: TaskKind, seed: int = 0) -> TaskData:
 
 def tiny_context(seed: int = 0) -> FitContext:
     """A FitContext for `tiny_task`: 3 epochs, batch 32."""
-    return FitContext(train_config=TrainConfig(epochs=3, batch_size=32, lr=1e-2), backbone=BackboneSpec("mlp", (IN_DIM,), 16, 2), seed=seed)
+    return FitContext(recipe=TrainConfig(epochs=3, batch_size=32, lr=1e-2), backbone=BackboneSpec("mlp", (IN_DIM,), 16, 2), seed=seed)
 
 
 def check_method(method_cls: type[Method]) -> None:

@@ -12,49 +12,48 @@ import copy
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Literal, Protocol
+from typing import Annotated, Any, Callable, Iterator, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
 
+from uqbench.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Checked
 from uqbench.errors import BadConfig, NonFiniteLoss
 
 
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
 @dataclass(frozen=True)
-class TrainConfig:
-    """The training budget and optimiser; every task's Config extends it with its own defaults.
+class TrainConfig(Checked):
+    """The training recipe: budget, optimiser and numeric precision. Tasks give their defaults
+    (`Task.recipe`); any field can be set per run, per method or per task (see `uqbench.spec`).
 
     Attributes:
         epochs: passes over the training set.
         batch_size: examples per optimiser step.
         lr: base learning rate.
-        weight_decay: decoupled weight decay (AdamW/SGD); the MAP prior on the backbone weights.
+        weight_decay: decoupled weight decay (AdamW/SGD), or L2 added to the gradient (Adam); the MAP prior on
+            the backbone weights.
         optimizer: 'adamw', 'adam' or 'sgd' (SGD uses Nesterov momentum 0.9).
+        adam_eps: epsilon of Adam and AdamW.
         schedule: 'constant' or 'cosine' (per-step cosine decay to 0 over the whole budget).
         grad_clip: maximum global gradient norm, or None for no clipping.
         patience: epochs without validation improvement before stopping (needs a validation set); None: off.
+        precision: 'fp32', or mixed precision with 'bf16' / 'fp16' autocast around the loss (fp16 with loss
+            scaling; CUDA only). Part of every run's key: a GPU changes where a run goes, not what it is.
     """
 
-    epochs: int = 100
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
+    epochs: Annotated[int, AT_LEAST_ONE] = 100
+    batch_size: Annotated[int, AT_LEAST_ONE] = 64
+    lr: Annotated[float, NON_NEGATIVE] = 1e-3
+    weight_decay: Annotated[float, NON_NEGATIVE] = 1e-4
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    adam_eps: Annotated[float, POSITIVE] = 1e-8
     schedule: Literal["constant", "cosine"] = "constant"
-    grad_clip: float | None = None
-    patience: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise BadConfig(f"{name!r} must be a positive integer; got {getattr(self, name)}")
-        for name in ("lr", "weight_decay"):
-            if getattr(self, name) < 0:
-                raise BadConfig(f"{name!r} must be non-negative; got {getattr(self, name)}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise BadConfig(f"'grad_clip' must be positive or none; got {self.grad_clip}")
-        if self.patience is not None and self.patience < 1:
-            raise BadConfig(f"'patience' must be a positive integer or none; got {self.patience}")
+    grad_clip: Annotated[float | None, POSITIVE] = None
+    patience: Annotated[int | None, AT_LEAST_ONE] = None
+    precision: Precision = "fp32"
 
 
 class Progress(Protocol):
@@ -102,9 +101,9 @@ def make_optimizer(params: list[dict] | list[nn.Parameter], cfg: TrainConfig) ->
     """Optimiser from the config; `params` may be parameter groups with their own weight_decay."""
     # the fused kernels update every tensor of a group in one call: a third of a small MLP's CPU step otherwise
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        return torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay, fused=True)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay, fused=True)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
 
 
@@ -130,7 +129,6 @@ def fit_module(
     on_epoch_start: Callable[[int], None] | None = None,
     progress: Progress | None = None,
     description: str = "train",
-    amp: bool = True,
 ) -> TrainResult:
     """Minimise `loss_fn` over mini-batches of `data` for `cfg.epochs` epochs.
 
@@ -145,8 +143,6 @@ def fit_module(
         batch_transform: applied to the first tensor of each training batch (data augmentation).
         on_epoch_start: called with the 0-based epoch index before each epoch.
         progress: receives one `advance` per epoch.
-        amp: mixed precision on CUDA (bf16 autocast where supported, else fp16 with loss scaling) around
-            `loss_fn`; no effect on other devices.
 
     Raises:
         NonFiniteLoss: the loss became NaN or infinite; message gives epoch and step.
@@ -158,7 +154,7 @@ def fit_module(
     opt = make_optimizer(params if params is not None else [p for p in module.parameters() if p.requires_grad], cfg)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     sched = _schedule(opt, cfg, cfg.epochs * steps_per_epoch)
-    autocast, scaler = _mixed_precision(device, amp)
+    autocast, scaler = mixed_precision(device, cfg.precision)
     progress = progress or NullProgress()
     result = TrainResult(epochs_run=0, final_loss=float("nan"))
     best_state, bad_epochs = None, 0
@@ -210,14 +206,25 @@ def fit_module(
     return result
 
 
-def _mixed_precision(device: torch.device, enabled: bool) -> tuple[Callable[[], Any], torch.amp.GradScaler]:
-    """(autocast context factory, gradient scaler) for `device`; both are pass-throughs off CUDA or when disabled."""
-    if not enabled or device.type != "cuda":
-        return contextlib.nullcontext, torch.amp.GradScaler("cuda", enabled=False)
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    # fp16 needs loss scaling against gradient underflow; bf16 has float32's exponent range and does not
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    return functools.partial(torch.autocast, "cuda", dtype=dtype), scaler
+def mixed_precision(device: torch.device, precision: Precision) -> tuple[Callable[[], Any], torch.amp.GradScaler]:
+    """(autocast context factory, gradient scaler) for training at `precision` on `device`.
+
+    'fp32': no autocast. 'bf16': bf16 autocast (CPU or CUDA; bf16 has float32's exponent range, so no loss
+    scaling). 'fp16': fp16 autocast with loss scaling against gradient underflow, CUDA only.
+
+    Raises:
+        BadConfig: 'fp16' off CUDA, or 'bf16' on a CUDA device without bf16 support.
+    """
+    off = torch.amp.GradScaler("cuda", enabled=False)
+    if precision == "fp32":
+        return contextlib.nullcontext, off
+    if precision == "fp16" and device.type != "cuda":
+        raise BadConfig(f"precision 'fp16' needs a CUDA device; this run is on {device.type} (use bf16 or fp32)")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise BadConfig("precision 'bf16' is not supported by this CUDA device; use fp16 or fp32")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
+    return functools.partial(torch.autocast, device.type, dtype=dtype), scaler
 
 
 @torch.no_grad()

@@ -7,17 +7,23 @@ import json
 import pytest
 
 from uqbench import compare as compare_mod
-from uqbench.compare import PlanDisplay, Request, build_plan, pending, run_jobs
+from uqbench.compare import PlanDisplay, pending, run_specs
 from uqbench.errors import BadConfig, UnknownName
 from uqbench.executors import InProcess
+from uqbench.experiment import CommandLine, compare_request
 from uqbench.methods import methods
 from uqbench.methods.map import MAP
 from uqbench.results import ResultStore
 from uqbench.runner import RunOptions, Runner
+from uqbench.spec import plan
 from uqbench.suites import UCI_TASKS, Suite, suites
 
 SMALL = ("--epochs", "1", "--set", "n_train=64", "--set", "n_test=32")
 TINY = ("--tasks", "two-moons,toy-regression", "--methods", "map", "--seeds", "2", *SMALL)
+
+
+def _plan(**line):
+    return plan(compare_request(CommandLine(**line))[0])
 
 
 @pytest.fixture
@@ -38,8 +44,8 @@ class StopAfter:
     def __init__(self, runner, k):
         self.inner, self.k = InProcess(runner), k
 
-    def run(self, jobs):
-        for i, record in enumerate(self.inner.run(jobs)):
+    def run(self, specs):
+        for i, record in enumerate(self.inner.run(specs)):
             if i == self.k:
                 raise KeyboardInterrupt
             yield record
@@ -54,7 +60,10 @@ def test_compare_runs_the_plan_and_prints_json_leaderboards(cli, tmp_path):
         ("two-moons", "map", 2, 0),
         ("toy-regression", "map", 2, 0),
     ]
-    assert board["metrics"]["nll"] == {"higher_is_better": False, "unit": "nats", "doc": board["metrics"]["nll"]["doc"]}
+    nll = board["metrics"]["nll"]
+    assert nll == {"higher_is_better": False, "ideal": None, "unit": "nats", "doc": nll["doc"]}
+    assert board["metrics"]["coverage90"]["ideal"] == 0.9
+    assert board["rows"][0]["recipe"]["epochs"] == 1 and board["rows"][0]["backbone"]["arch"] == "mlp"
     assert board["rows"][0]["cost"]["n_params"] == 33666 and board["rows"][0]["avg_rank"] == 1.0
     assert len(list(tmp_path.glob("*.json"))) == 4
 
@@ -75,14 +84,15 @@ def test_interrupted_compare_keeps_finished_runs_and_resumes(cli, tmp_path, monk
     assert len(list(tmp_path.glob("*.json"))) == 4
 
 
-def test_run_jobs_writes_each_record_as_it_arrives(tmp_path):
-    plan = build_plan(Request(tasks=("two-moons",), methods=("map",), seeds=3, epochs=1, settings=("n_train=64",)))
+def test_run_specs_writes_each_record_as_it_arrives(tmp_path):
+    the_plan = _plan(tasks=("two-moons",), methods=("map",), seeds=3, epochs=1, settings=("n_train=64",))
     store = ResultStore(tmp_path)
-    executor = StopAfter(Runner(RunOptions(out=tmp_path)), 1)
+    options = RunOptions(out=tmp_path)
+    executor = StopAfter(Runner(options), 1)
     with pytest.raises(KeyboardInterrupt):
-        run_jobs(plan.jobs, executor, store, PlanDisplay(None, quiet=True))  # type: ignore[arg-type]
-    assert [store.has(job.key) for job in plan.jobs] == [True, False, False]
-    assert pending(plan, store) == plan.jobs[1:]
+        run_specs(the_plan.specs, executor, store, PlanDisplay(None, quiet=True))  # type: ignore[arg-type]
+    assert [store.has(spec.key()) for spec in the_plan.specs] == [True, False, False]
+    assert pending(the_plan, store, options) == the_plan.specs[1:]
 
 
 def test_no_run_reports_what_the_store_holds(cli, tmp_path):
@@ -122,35 +132,39 @@ def test_compare_then_check_passes_and_a_worse_record_fails(cli, tmp_path):
 
 
 def test_set_applies_where_the_key_exists_and_a_typo_is_refused():
-    plan = build_plan(Request(tasks=("two-moons", "digits"), methods=("map",), seeds=1, settings=("n_train=100",)))
-    configs = {job.key.task: job.key.task_config for job in plan.jobs}
-    assert configs["two-moons"]["n_train"] == 100 and "n_train" not in configs["digits"]
-    with pytest.raises(BadConfig, match="no method \\(map\\) or task \\(two-moons, digits\\) in this comparison has a key 'n_trian'"):
-        build_plan(Request(tasks=("two-moons", "digits"), methods=("map",), settings=("n_trian=100",)))
+    the_plan = _plan(tasks=("two-moons", "digits"), methods=("map",), seeds=1, settings=("n_train=100",))
+    configs = {spec.task: spec.task_config for spec in the_plan.specs}
+    assert configs["two-moons"].n_train == 100 and not hasattr(configs["digits"], "n_train")
+    message = r"--set n_trian=100: no planned run has a key 'n_trian' \(methods: map; tasks: two-moons, digits\)"
+    with pytest.raises(BadConfig, match=message):
+        _plan(tasks=("two-moons", "digits"), methods=("map",), settings=("n_trian=100",))
 
 
 def test_unsupported_pairs_are_skipped_and_reported(classification_only):
-    plan = build_plan(Request(tasks=("two-moons", "toy-regression"), methods=("map", "cls-only"), seeds=1))
-    assert [(j.key.task, j.key.method) for j in plan.jobs] == [("two-moons", "map"), ("two-moons", "cls-only"), ("toy-regression", "map")]
-    assert plan.skipped == ["cls-only on toy-regression: cls-only does not support regression"]
+    the_plan = _plan(tasks=("two-moons", "toy-regression"), methods=("map", "cls-only"), seeds=1)
+    assert [(s.task, s.method) for s in the_plan.specs] == [("two-moons", "map"), ("two-moons", "cls-only"),
+                                                            ("toy-regression", "map")]
+    assert the_plan.skipped == [
+        "cls-only on toy-regression: cls-only does not support regression; it supports: classification"]
 
 
 def test_suites_plan_seeds_and_splits_and_name_missing_methods(monkeypatch):
     assert {"quick", "uci", "cifar"} <= set(suites.names())
     assert suites.get("quick").tasks == ("toy-regression", "two-moons", "digits")
-    monkeypatch.setitem(suites._items, "tiny", Suite("test", ("two-moons",), ("map",), seeds=2, settings={"two-moons": ("epochs=1",)}))
-    plan = build_plan(Request(suite="tiny"))
-    assert [(j.key.seed, j.key.split, j.key.task_config["epochs"]) for j in plan.jobs] == [(0, 0, 1), (1, 0, 1)]
-    assert build_plan(Request(suite="tiny", settings=("epochs=4",))).jobs[0].key.task_config["epochs"] == 4
-    assert build_plan(Request(suite="tiny", epochs=5)).jobs[0].key.task_config["epochs"] == 5
-    uci = build_plan(Request(suite="uci", methods=("map",), splits=2))
-    assert {(j.key.task, j.key.split) for j in uci.jobs} == {(task, split) for task in UCI_TASKS for split in (0, 1)}
-    first = build_plan(Request(tasks=("uci-boston", "two-moons"), methods=("map",), seeds=1, splits=3))
-    assert [(j.key.task, j.key.split) for j in first.jobs] == [("uci-boston", 0), ("uci-boston", 1), ("uci-boston", 2),
-                                                       ("two-moons", 0)]  # capped at the task's one split
+    monkeypatch.setitem(suites._items, "tiny", Suite("test", ("two-moons",), ("map",), seeds=2,
+                                                     settings=("two-moons.epochs=1",)))
+    the_plan = _plan(suite="tiny")
+    assert [(s.seed, s.split, s.recipe.epochs) for s in the_plan.specs] == [(0, 0, 1), (1, 0, 1)]
+    assert _plan(suite="tiny", settings=("epochs=4",)).specs[0].recipe.epochs == 4
+    assert _plan(suite="tiny", epochs=5).specs[0].recipe.epochs == 5
+    uci = _plan(suite="uci", methods=("map",), splits=2)
+    assert {(s.task, s.split) for s in uci.specs} == {(task, split) for task in UCI_TASKS for split in (0, 1)}
+    first = _plan(tasks=("uci-boston", "two-moons"), methods=("map",), seeds=1, splits=3)
+    assert [(s.task, s.split) for s in first.specs] == [("uci-boston", 0), ("uci-boston", 1), ("uci-boston", 2),
+                                                        ("two-moons", 0)]  # capped at the task's one split
     monkeypatch.setitem(suites._items, "broken", Suite("test", ("two-moons",), ("map", "no-such-method")))
     with pytest.raises(UnknownName, match="suite 'broken': unknown method 'no-such-method'"):
-        build_plan(Request(suite="broken"))
+        _plan(suite="broken")
 
 
 @pytest.mark.parametrize(
@@ -166,6 +180,11 @@ def test_suites_plan_seeds_and_splits_and_name_missing_methods(monkeypatch):
         (("--tasks", "two-moons", "--methods", "map", "--splits", "0"), "--splits 0: must be at least 1"),
         (("--tasks", ",", "--methods", "map"), "--tasks ',': expected comma-separated names"),
         (("--tasks", "two-moons", "--format", "xml"), "--format 'xml': expected one of"),
+        (("--tasks", "two-moons", "--methods", "zz-*"), "no method matches 'zz-*'"),
+        (("--tasks", "two-moons", "--set", "foo.lr=1"), "'foo' is neither a part"),
+        (("--tasks", "two-moons", "--set", "lr=fast"), "'lr' of the training recipe must be a float; got 'fast'"),
+        (("--tasks", "two-moons", "--set", "epochs=0"), "'epochs' of the training recipe must be at least 1; got 0"),
+        (("--tasks", "two-moons", "--set", "lr=inf"), "'lr' of the training recipe must be non-negative; got inf"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(cli, tmp_path, args, message):

@@ -21,7 +21,9 @@ def test_list_tasks_verbose_shows_hyperparameters(cli):
     rows = {r["task"]: r for r in json.loads(result.stdout)}
     assert {"toy-regression", "two-moons", "digits"} <= set(rows)
     assert rows["toy-regression"]["OOD sets"] == "gap, far"
-    assert "epochs=200" in rows["toy-regression"]["hyperparameters (default)"]
+    text = rows["toy-regression"]["hyperparameters (default)"]
+    assert text.startswith("n_train=400, n_test=200, noise=0.1; recipe: epochs=200, batch_size=32, lr=0.003")
+    assert "; backbone: arch='mlp', width=64, depth=2, activation='elu'" in text
 
 
 def test_list_markdown(cli):

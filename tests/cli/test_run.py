@@ -27,7 +27,7 @@ def test_json_output_is_only_the_records(cli, tmp_path):
         "rmse", "mae", "nll", "crps", "coverage90", "coverage95", "qce",
         *(f"ood.{s}.{k}" for s in ("gap", "far") for k in ("auroc", "aupr_in", "aupr_out", "fpr95")),
     }
-    assert records[0]["key"]["task_config"]["epochs"] == 3
+    assert records[0]["key"]["recipe"]["epochs"] == 3
 
 
 def test_existing_record_is_not_recomputed_unless_forced(cli, tmp_path):
@@ -45,7 +45,7 @@ def test_existing_record_is_not_recomputed_unless_forced(cli, tmp_path):
 def test_set_changes_the_config_and_the_record_id(cli, tmp_path):
     a = json.loads(cli("run", "map", "--task", "two-moons", "--out", tmp_path, "--json", *FAST).stdout)[0]
     b = json.loads(cli("run", "map", "--task", "two-moons", "--set", "lr=0.01", "--out", tmp_path, "--json", *FAST).stdout)[0]
-    assert b["key"]["task_config"]["lr"] == 0.01 and a["id"] != b["id"]
+    assert b["key"]["recipe"]["lr"] == 0.01 and a["id"] != b["id"]
 
 
 def test_save_predictions_writes_the_documented_arrays(cli, tmp_path):

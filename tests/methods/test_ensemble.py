@@ -15,14 +15,14 @@ from torch import nn
 from uqbench.errors import BadConfig, Unsupported
 from uqbench.methods.ensemble import DeepEnsemble, StackedNetworks, member_seed
 from uqbench.methods.map import MAPNetwork
-from uqbench.models import BackboneSpec, build_backbone
-from uqbench.models.resnet import resnet_spec
+from uqbench.models import BackboneConfig, BackboneSpec, build_backbone
 from uqbench.prediction import GaussianMixture
-from uqbench.runner import Runner, RunOptions, resolve
+from uqbench.runner import Runner, RunOptions
+from uqbench.spec import resolve
 from uqbench.testing import tiny_context, tiny_task
 from uqbench.training import TrainConfig, fit_module, seeded
 
-SPECS = [BackboneSpec("mlp", (3,), 8, 3), BackboneSpec("cnn", (1, 8, 8), 4), resnet_spec("resnet-small", (3, 8, 8))]
+SPECS = [BackboneSpec("mlp", (3,), 8, 3), BackboneSpec("cnn", (1, 8, 8), 4), BackboneConfig("resnet-small").spec((3, 8, 8))]
 
 
 def _members(spec: BackboneSpec, m: int = 3) -> list[MAPNetwork]:
@@ -113,7 +113,7 @@ def test_one_member_equals_map(tmp_path: Path, task: str, sets: list[str]) -> No
     runs = {}
     for name, method, method_sets in [("map", "map", []), ("ensemble", "ensemble", ["members=1", *sets])]:
         runner = Runner(RunOptions(out=tmp_path / name, save_predictions=True))
-        record = runner.execute(resolve(method, task, ["epochs=15", *method_sets]), seed=3, split=0)
+        record = runner.execute(resolve(method, task, ["epochs=15", *method_sets], seed=3))
         runs[name] = (record, np.load(tmp_path / name / record.predictions))
     (map_record, map_arrays), (ens_record, ens_arrays) = runs["map"], runs["ensemble"]
     assert ens_record.status == "ok" and ens_record.metrics == map_record.metrics
@@ -130,7 +130,7 @@ def two_moons(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
     runner = Runner(RunOptions(out=out, save_predictions=True))
     runs = {}
     for method in ("map", "ensemble"):
-        record = runner.execute(resolve(method, "two-moons"), seed=0, split=0)
+        record = runner.execute(resolve(method, "two-moons", seed=0))
         runs[method] = (record, np.load(out / record.predictions), dict(runner.artifacts.used))
     return runs
 
@@ -154,7 +154,7 @@ def test_two_moons_accuracy_and_far_ood(two_moons: dict[str, tuple]) -> None:
 
 def test_toy_regression_is_more_uncertain_in_the_gap(tmp_path: Path) -> None:
     runner = Runner(RunOptions(out=tmp_path, save_predictions=True))
-    record = runner.execute(resolve("ensemble", "toy-regression"), seed=1, split=0)
+    record = runner.execute(resolve("ensemble", "toy-regression", seed=1))
     arrays = np.load(tmp_path / record.predictions)
     # Mean predictive std, gap / test, seeds 0-5: 0.92, 1.73, 1.55, 1.53, 1.34, 1.98 (seed 0: one member fits
     # poorly and inflates its variance on the test inputs); frozen at seed 1.

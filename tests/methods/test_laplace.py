@@ -17,7 +17,8 @@ from uqbench.methods.map import MAPNetwork
 from uqbench.models import BackboneSpec, build_backbone
 from uqbench.prediction import Categorical, Gaussian
 from uqbench.results import RunRecord
-from uqbench.runner import RunOptions, Runner, resolve
+from uqbench.runner import RunOptions, Runner
+from uqbench.spec import resolve
 from uqbench.training import seeded
 
 STRUCTURES = ("full", "kron", "diag")
@@ -176,7 +177,7 @@ def _run(out: Path, task: str, settings: list[str], names: tuple[str, ...]) -> d
     runner = Runner(RunOptions(out=out, device="cpu", save_predictions=True))
     runs = {}
     for name in names:
-        record, _ = runner.run(resolve(name, task, settings), seed=0, split=0)
+        record, _ = runner.run(resolve(name, task, settings))
         assert record.status == "ok", record.error
         runs[name] = (record, dict(np.load(out / record.predictions)))
     return runs

@@ -13,7 +13,8 @@ from torch import nn
 from uqbench.errors import BadConfig
 from uqbench.methods.mc_dropout import MCDropout, MCDropoutPredictor, dropout_active
 from uqbench.prediction import Categorical, Gaussian
-from uqbench.runner import Runner, RunOptions, resolve
+from uqbench.runner import Runner, RunOptions
+from uqbench.spec import resolve
 from uqbench.testing import tiny_context, tiny_task
 from uqbench.training import seeded
 
@@ -70,7 +71,7 @@ def test_config_validation(overrides: dict, message: str) -> None:
 
 def _run(tmp_path: Path, task: str, seed: int) -> tuple[dict[str, float], np.lib.npyio.NpzFile]:
     runner = Runner(RunOptions(out=tmp_path, save_predictions=True))
-    record = runner.execute(resolve("mc-dropout", task), seed=seed, split=0)
+    record = runner.execute(resolve("mc-dropout", task, seed=seed))
     assert record.status == "ok", record.error
     return record.metrics, np.load(tmp_path / record.predictions)
 

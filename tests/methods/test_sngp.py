@@ -13,7 +13,8 @@ from uqbench.errors import BadConfig
 from uqbench.methods.sngp import SNGP, RandomFeatureGP, SNGPPredictor, orthogonal_random_features
 from uqbench.prediction import Categorical, Gaussian
 from uqbench.results import RunRecord
-from uqbench.runner import RunOptions, Runner, resolve
+from uqbench.runner import RunOptions, Runner
+from uqbench.spec import resolve
 from uqbench.testing import tiny_context, tiny_task
 from uqbench.training import TrainConfig, fit_module, seeded
 
@@ -84,7 +85,7 @@ def test_precision_is_tracked_every_epoch_only_when_early_stopping_can_restore_o
     data = tiny_task("regression")
     data = data if with_val else dataclasses.replace(data, val=None)
     ctx = tiny_context()
-    ctx = dataclasses.replace(ctx, train_config=dataclasses.replace(ctx.train_config, patience=10))
+    ctx = dataclasses.replace(ctx, recipe=dataclasses.replace(ctx.recipe, patience=10))
     with seeded(0):
         SNGP().fit(data, ctx)
     assert tracked == ([True, True, True] if with_val else [False, False, True])
@@ -139,7 +140,7 @@ def two_moons(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[RunRe
     runner = Runner(RunOptions(out=out, device="cpu", save_predictions=True))
     runs = {}
     for name in ("map", "sngp"):
-        record, _ = runner.run(resolve(name, "two-moons", ["epochs=20", "width=64"]), seed=0, split=0)
+        record, _ = runner.run(resolve(name, "two-moons", ["epochs=20", "width=64"]))
         assert record.status == "ok", record.error
         runs[name] = (record, dict(np.load(out / record.predictions)))
     return runs

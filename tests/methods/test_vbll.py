@@ -17,7 +17,7 @@ from uqbench.methods.vbll_heads import (
     RegressionHead,
     mc_softmax,
 )
-from uqbench.tasks import tasks
+from uqbench.spec import resolve
 from uqbench.training import seeded
 
 D, B, RANK = 6, 9, 2
@@ -315,13 +315,12 @@ def test_disc_predictive_nll_is_stable_to_1e3_across_sampler_seeds():
 # Behaviour on the toy tasks (the real tasks, trained by the method itself).
 # ---------------------------------------------------------------------------------------------------------------
 
-def _fit(task_name: str, seed: int = 0, task_settings: dict | None = None, **settings):
-    task_cls = tasks.get(task_name)
-    task = task_cls(task_cls.Config(**(task_settings or {})))
-    data = task.load(seed, 0)
-    ctx = FitContext(train_config=task.config, backbone=data.backbone, seed=seed)
+def _fit(task_name: str, seed: int = 0, settings: tuple[str, ...] = (), **method_settings):
+    spec = resolve("vbll", task_name, [*settings, *(f"{k}={v}" for k, v in method_settings.items())], seed=seed)
+    data = spec.make_task().load(seed, 0)
+    ctx = FitContext(recipe=spec.recipe, backbone=spec.backbone.spec(data.in_shape), seed=seed)
     with seeded(seed):
-        return VBLL(VBLL.Config(**settings)).fit(data, ctx), data
+        return spec.make_method().fit(data, ctx), data
 
 
 def test_toy_regression_is_more_uncertain_in_the_gap_and_far_away():
@@ -340,7 +339,7 @@ def test_two_moons_generative_head_detects_far_inputs():
     epochs)."""
     from sklearn.metrics import roc_auc_score
 
-    predictor, data = _fit("two-moons", task_settings={"epochs": 30}, head="gen")
+    predictor, data = _fit("two-moons", settings=("epochs=30",), head="gen")
     with torch.no_grad():
         s_in, s_out = predictor.ood_score(data.test.x), predictor.ood_score(data.ood["far"])
     labels = torch.cat([torch.zeros(len(s_in)), torch.ones(len(s_out))])
@@ -406,7 +405,7 @@ def test_bad_hyperparameters_name_the_parameter(settings, name):
 
 
 def test_bad_hyperparameters_from_the_command_line():
-    from uqbench.runner import resolve
+    from uqbench.spec import resolve
 
     with pytest.raises(BadConfig, match="'parameterization'"):
         resolve("vbll", "two-moons", ["parameterization=full"])
@@ -417,13 +416,15 @@ def test_bad_hyperparameters_from_the_command_line():
 
 
 def test_generative_head_on_a_regression_task_is_refused():
+    """G-VBLL is classification only: `supports` says so, so `run` refuses and `compare` skips the pair."""
+    from uqbench.errors import Unsupported
+    from uqbench.spec import resolve
     from uqbench.testing import tiny_context, tiny_task
 
-    from uqbench.runner import resolve
-
-    with pytest.raises(BadConfig, match="'head'"):
+    message = r"method 'vbll' with head='gen' \(G-VBLL\) is for classification only \(task 'toy-regression'\)"
+    with pytest.raises(Unsupported, match=message):
         resolve("vbll", "toy-regression", ["head=gen"])
-    with pytest.raises(BadConfig, match="'head'"):
+    with pytest.raises(Unsupported, match="head='gen'"):
         VBLL(VBLL.Config(head="gen")).fit(tiny_task("regression"), tiny_context())
 
 
@@ -439,9 +440,10 @@ def test_generative_head_on_a_regression_task_is_refused():
     ("toy-regression", ["training=post", "parameterization=lowrank", "cov_rank=2"]),
 ])
 def test_runs_through_the_runner(tmp_path, task, settings):
-    from uqbench.runner import RunOptions, Runner, resolve
+    from uqbench.runner import RunOptions, Runner
+    from uqbench.spec import resolve
 
-    record, _ = Runner(RunOptions(out=tmp_path, device="cpu")).run(resolve("vbll", task, settings, epochs=2), 0, 0)
+    record, _ = Runner(RunOptions(out=tmp_path, device="cpu")).run(resolve("vbll", task, [*settings, "epochs=2"]))
     assert record.status == "ok", record.error
     assert record.info["vbll.training"] == ("post" if "training=post" in settings else "joint")
     assert all(math.isfinite(v) for v in record.metrics.values())

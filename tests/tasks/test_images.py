@@ -24,9 +24,15 @@ from uqbench.datasets import file_sha256
 from uqbench.errors import BadConfig, DataError
 from uqbench.methods import methods
 from uqbench.tasks import fashion_mnist, tasks
-from uqbench.tasks.images import SOURCES, Normaliser, RandomCropFlip, load_images
+from uqbench.spec import resolve
+from uqbench.tasks.images import SOURCES, Normaliser, RandomCropFlip, locate_files
 
 N = 12  # images per file
+
+
+def _read(name: str, split: str, root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels, labels) of one split of a dataset, through the task code's own locate and read."""
+    return SOURCES[name].read(list(locate_files(SOURCES[name], split, root).values()))
 
 
 def _pixels(rng: np.random.Generator, n: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -120,21 +126,19 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
 
 def test_cifar_reader_keeps_the_channel_first_layout(tmp_path):
     test_pixels = write_cifar10(tmp_path)
-    test = load_images(SOURCES["cifar10"], "test", tmp_path)
-    train = load_images(SOURCES["cifar10"], "train", tmp_path)
-    np.testing.assert_array_equal(test.pixels, test_pixels)
-    assert train.pixels.shape == (5 * N, 3, 32, 32) and train.labels.dtype == np.int64
-    assert test.sha256 == {"cifar-10-batches-py/test_batch": file_sha256(tmp_path / "cifar-10-batches-py/test_batch")}
+    np.testing.assert_array_equal(_read("cifar10", "test", tmp_path)[0], test_pixels)
+    pixels, labels = _read("cifar10", "train", tmp_path)
+    assert pixels.shape == (5 * N, 3, 32, 32) and labels.dtype == np.int64
 
 
 def test_cifar100_uses_fine_labels_and_svhn_maps_10_to_0(tmp_path):
     write_cifar100(tmp_path)
-    assert load_images(SOURCES["cifar100"], "test", tmp_path).labels.max() < 100
+    assert _read("cifar100", "test", tmp_path)[1].max() < 100
     pixels, y = write_svhn(tmp_path)
-    test = load_images(SOURCES["svhn"], "test", tmp_path)
-    np.testing.assert_array_equal(test.pixels, pixels)
-    np.testing.assert_array_equal(test.labels, y[:, 0] % 10)
-    assert set(test.labels) <= set(range(10))
+    test_pixels, test_labels = _read("svhn", "test", tmp_path)
+    np.testing.assert_array_equal(test_pixels, pixels)
+    np.testing.assert_array_equal(test_labels, y[:, 0] % 10)
+    assert set(test_labels) <= set(range(10))
 
 
 def test_normaliser_matches_numpy_statistics():
@@ -150,13 +154,16 @@ def test_normaliser_matches_numpy_statistics():
 
 def test_cifar10_task_data(image_root):
     cifar10 = tasks.get("cifar10")
-    task = cifar10(cifar10.Config(backbone="resnet-small", n_train=40, n_test=10), data_dir=image_root)
+    task = cifar10(cifar10.Config(n_train=40, n_test=10), data_dir=image_root)
     data = task.load(seed=0, split=0)
     assert data.train.x.shape == (40, 3, 32, 32) and data.test.x.shape == (10, 3, 32, 32)
-    assert data.out_dim == 10 and data.backbone.arch == "resnet-small" and data.backbone.in_shape == (3, 32, 32)
+    assert data.out_dim == 10 and data.in_shape == (3, 32, 32)
     assert list(data.ood) == ["svhn", "cifar100"] and all(v.shape == (10, 3, 32, 32) for v in data.ood.values())
     assert isinstance(data.train_transform, RandomCropFlip) and data.train_transform.flip
     assert len(data.data_sha256) == 5 + 1 + 1 + 1 and not data.info
+    test_batch = "cifar-10-batches-py/test_batch"
+    assert data.data_sha256[test_batch] == file_sha256(image_root / test_batch)
+    assert task.fingerprint(0) == data.data_sha256  # the run's key names exactly the files it reads
     assert task.size() == "40 / 10"
 
 
@@ -191,16 +198,20 @@ def test_random_crop_flip_draws_uniform_shifts_and_fair_flips():
 
 
 def test_config_validation():
-    with pytest.raises(BadConfig, match="'n_train' must be a positive integer"):
+    with pytest.raises(BadConfig, match="'n_train' must be at least 1; got 0"):
         tasks.get("cifar10").Config(n_train=0)
 
 
-def test_default_backbone_follows_the_gpu(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert tasks.get("cifar100").Config().backbone == "wrn-28-10"
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert tasks.get("cifar100").Config().backbone == "resnet-small"
-    assert tasks.get("fashion-mnist").Config().backbone == "resnet-small"
+def test_a_gpu_changes_where_a_run_goes_not_what_it_is(monkeypatch, image_root):
+    """The default backbone and precision never read the machine, so the run id is the same with and without a GPU."""
+    ids = []
+    for cuda in (False, True):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
+        spec = resolve("map", "cifar100", data_dir=image_root)
+        assert (spec.backbone.arch, spec.recipe.precision) == ("resnet-small", "fp32")
+        ids.append(spec.id)
+    assert ids[0] == ids[1]
+    assert resolve("map", "cifar100", ["precision=bf16"], data_dir=image_root).id != ids[0]  # precision is in the key
 
 
 def test_missing_file_in_data_dir_names_it_and_never_downloads(tmp_path, offline):
@@ -223,7 +234,7 @@ def test_corrupt_file_is_a_data_error(tmp_path):
     write_cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-py/test_batch").write_bytes(b"not a pickle")
     with pytest.raises(DataError, match="test_batch: not a CIFAR python batch"):
-        load_images(SOURCES["cifar10"], "test", tmp_path)
+        _read("cifar10", "test", tmp_path)
 
 
 @pytest.mark.parametrize("method", ["map", "vbll"])
@@ -232,7 +243,7 @@ def test_run_end_to_end_on_a_tiny_cifar10(image_root, tmp_path, method):
         pytest.skip(f"method {method!r} is not registered yet")
     backbone = "resnet-small" if method == "map" else "cnn"  # the ResNet path once; the other run kept cheap
     args = ["run", method, "--task", "cifar10", "--data-dir", str(image_root), "--out", str(tmp_path / "out"),
-            "--epochs", "1", "--set", f"backbone={backbone}", "--set", "batch_size=16", "--set", "n_test=8",
+            "--epochs", "1", "--set", f"arch={backbone}", "--set", "batch_size=16", "--set", "n_test=8",
             "--device", "cpu", "--json"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -240,7 +251,7 @@ def test_run_end_to_end_on_a_tiny_cifar10(image_root, tmp_path, method):
     assert record["status"] == "ok"
     assert record["n"] == {"train": 5 * N, "val": 0, "test": 8, "ood.svhn": 8, "ood.cifar100": 8}
     assert {"accuracy", "nll", "ece", "ood.svhn.auroc", "ood.cifar100.auroc"} <= set(record["metrics"])
-    assert record["key"]["task_config"]["backbone"] == backbone
+    assert record["key"]["backbone"]["arch"] == backbone
     assert "cifar-10-batches-py/data_batch_1" in record["data_sha256"]
 
 
@@ -261,7 +272,7 @@ def test_fashion_mnist_from_a_flat_data_dir_with_mnist(tmp_path, offline):
     write_mnist_like(tmp_path, seed=0, gz=False)
     write_mnist_like(tmp_path / "MNIST" / "raw", seed=1, gz=True, splits=("test",))
     data = tasks.get("fashion-mnist")(data_dir=tmp_path).load(0, 0)
-    assert data.train.x.shape == (N, 1, 28, 28) and data.backbone.arch == "resnet-small"
+    assert data.train.x.shape == (N, 1, 28, 28)
     assert list(data.ood) == ["mnist", "digits"]
     assert data.ood["mnist"].shape == (N, 1, 28, 28) and data.ood["digits"].shape == (1797, 1, 28, 28)
     assert data.train_transform is None and not data.info
@@ -307,9 +318,9 @@ def test_cuda_run_with_mixed_precision(image_root, tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     args = ["run", "map", "--task", "cifar10", "--data-dir", str(image_root), "--out", str(tmp_path / "out"),
-            "--epochs", "2", "--set", "backbone=resnet18", "--device", "cuda", "--json"]
+            "--epochs", "2", "--set", "arch=resnet18", "--set", "precision=bf16", "--device", "cuda", "--json"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     (record,) = json.loads(result.stdout)
-    assert record["status"] == "ok" and record["env"]["device"] == "cuda"
+    assert record["status"] == "ok" and record["env"]["device"] == "cuda" and record["key"]["recipe"]["precision"] == "bf16"
 

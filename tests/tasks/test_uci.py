@@ -78,7 +78,7 @@ def test_standard_split_uses_the_published_indices(tiny: Path) -> None:
     assert original(data.train, data).tolist() == np.loadtxt(tiny / FOLDER / "index_train_2.txt", dtype=int).tolist()
     assert original(data.test, data).tolist() == np.loadtxt(tiny / FOLDER / "index_test_2.txt", dtype=int).tolist()
     assert data.val is None and data.info == {"protocol": "standard"} and data.out_dim == 1
-    assert data.backbone.in_shape == (3,) and (data.backbone.width, data.backbone.depth) == (50, 1)
+    assert data.in_shape == (3,) and task(tiny).fingerprint(2) == data.data_sha256
     read = ("data.txt", "index_features.txt", "index_target.txt", "index_train_2.txt", "index_test_2.txt")
     assert data.data_sha256 == {f"{FOLDER}/{n}": file_sha256(tiny / FOLDER / n) for n in read}
 
@@ -115,10 +115,12 @@ def test_split_out_of_range_is_bad_config(tiny: Path, protocol: str, split: int)
         task(tiny, protocol=protocol).load(seed=0, split=split)
 
 
-@pytest.mark.parametrize("bad", [{"protocol": "gal"}, {"width": 0}, {"activation": "gelu"}, {"epochs": 0}])
-def test_config_rejects_bad_values(bad: dict) -> None:
-    with pytest.raises(BadConfig, match=next(iter(bad))):
-        uci.UCIConfig(**bad)
+@pytest.mark.parametrize("bad", ["protocol=gal", "width=0", "activation=gelu", "epochs=0"])
+def test_settings_reject_bad_values(bad: str) -> None:
+    from uqbench.spec import resolve
+
+    with pytest.raises(BadConfig, match=f"--set {bad}: '{bad.split('=')[0]}' of "):
+        resolve("map", "uci-yacht", [bad])
 
 
 def test_data_dir_refuses_a_file_whose_checksum_differs(tiny: Path) -> None:
@@ -217,13 +219,13 @@ def test_data_root_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 @pytest.mark.parametrize("name", UCI_TASKS)
 def test_card_lists_every_file_and_matches_the_task_defaults(name: str) -> None:
     cls = tasks.get(name)
-    card, config = load_card(name), cls.Config()
+    card = load_card(name)
     splits = card.facts["shape"]["splits"]
     expected = {"data.txt", "index_features.txt", "index_target.txt"}
     expected |= {f"index_{part}_{k}.txt" for part in ("train", "test") for k in range(splits)}
     assert set(card.files) == expected and all(len(h) == 64 and int(h, 16) >= 0 for h in card.files.values())
     protocol = card.facts["protocol"]
-    assert (config.epochs, config.batch_size, config.width, config.depth) == (
+    assert (cls.recipe.epochs, cls.recipe.batch_size, cls.backbone.width, cls.backbone.depth) == (
         protocol["epochs"], protocol["batch_size"], protocol["hidden_units"], protocol["hidden_layers"]
     )
     assert cls().n_splits() == splits and card.base_url.endswith(f"/{card.folder}/") and card.citation and card.licence
@@ -263,10 +265,11 @@ def test_real_naval_constant_columns_become_zero(shared_uci: Path) -> None:
 
 @pytest.mark.data
 def test_real_map_run_end_to_end(shared_uci: Path, tmp_path: Path) -> None:
-    from uqbench.runner import RunOptions, Runner, resolve
+    from uqbench.runner import RunOptions, Runner
+    from uqbench.spec import resolve
 
-    spec = resolve("map", "uci-yacht", ["epochs=3"], data_dir=shared_uci)
-    record, fresh = Runner(RunOptions(out=tmp_path)).run(spec, seed=0, split=4)
+    spec = resolve("map", "uci-yacht", ["epochs=3"], split=4, data_dir=shared_uci)
+    record, fresh = Runner(RunOptions(out=tmp_path, data_dir=shared_uci)).run(spec)
     assert fresh and record.status == "ok" and record.info["protocol"] == "standard"
     assert record.n == {"train": 277, "val": 0, "test": 31} and np.isfinite(record.metrics["rmse"])
     assert record.data_sha256["yacht/data/index_test_4.txt"] == load_card("uci-yacht").files["index_test_4.txt"]

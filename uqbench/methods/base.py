@@ -50,17 +50,18 @@ class FitContext:
     """Everything a method may use besides the data; nothing global.
 
     Attributes:
-        train_config: training budget and optimiser (the task's config).
-        backbone: the backbone the task calls for; build it with `make_backbone`.
+        recipe: the run's training recipe (budget, optimiser, precision).
+        backbone: the run's backbone, resolved for the data's input shape; build it with `make_backbone`.
         seed: the run's seed (the global RNG is already seeded with it when `fit` is called).
         device: where to put modules.
         artifacts: cache of shared trained networks.
-        artifact_key: (task, task_config, seed, split) — the part of every artifact key that the run fixes.
+        artifact_key: the run's key without the method (`RunSpec.shared_key`): the part of every artifact key
+            that the run fixes (task, data, recipe, backbone, seed, split, uqbench version).
         progress: receives training progress.
         train_transform: augmentation for training batches, from the task.
     """
 
-    train_config: TrainConfig
+    recipe: TrainConfig
     backbone: BackboneSpec
     seed: int = 0
     device: torch.device = torch.device("cpu")
@@ -69,16 +70,18 @@ class FitContext:
     progress: Progress = field(default_factory=NullProgress)
     train_transform: Callable[[Tensor, torch.Generator], Tensor] | None = None
 
-    def make_backbone(self, *, dropout: float = 0.0, spectral_norm: float | None = None) -> nn.Module:
+    def make_backbone(self, *, dropout: float = 0.0, spectral_norm: float | None = None,
+                      input_dropout: float = 0.0) -> nn.Module:
         """A freshly initialised backbone on `device` (draws from the global RNG)."""
-        return build_backbone(self.backbone, dropout=dropout, spectral_norm=spectral_norm).to(self.device)
+        return build_backbone(self.backbone, dropout=dropout, spectral_norm=spectral_norm,
+                              input_dropout=input_dropout).to(self.device)
 
     def fit(self, module: nn.Module, loss_fn: Callable[..., Tensor], data: tuple[Tensor, ...], **kwargs: Any) -> TrainResult:
-        """`uqbench.training.fit_module` with this run's config, seed, progress and augmentation.
+        """`uqbench.training.fit_module` with this run's recipe, seed, progress and augmentation.
 
         Keyword arguments override those of `fit_module` (e.g. `cfg=` a modified TrainConfig, `params=`).
         """
-        kwargs.setdefault("cfg", self.train_config)
+        kwargs.setdefault("cfg", self.recipe)
         kwargs.setdefault("seed", self.seed)
         kwargs.setdefault("progress", self.progress)
         kwargs.setdefault("batch_transform", self.train_transform)
@@ -101,13 +104,24 @@ class Method(ABC):
     def __init__(self, config: Any | None = None):
         self.config = config if config is not None else self.Config()
 
-    def check_kind(self, kind: TaskKind, task_name: str = "") -> None:
-        """Raise Unsupported when this method cannot handle `kind`."""
+    def supports(self, kind: TaskKind) -> str | None:
+        """None when this method, with its config, can handle tasks of `kind`; otherwise why not, as a phrase
+        that follows the method's name ("does not support regression; it supports: classification").
+
+        The default reads `kinds`; a method whose config narrows what it supports (VBLL's `head='gen'` is for
+        classification only) extends it. `compare` skips an unsupported pair with this line; `run` refuses it.
+        """
         if kind not in self.kinds:
+            return f"does not support {kind}; it supports: {', '.join(sorted(self.kinds))}"
+        return None
+
+    def check_kind(self, kind: TaskKind, task_name: str = "") -> None:
+        """Raise Unsupported when this method, with its config, cannot handle `kind`."""
+        reason = self.supports(kind)
+        if reason is not None:
             task = f" (task {task_name!r})" if task_name else ""
-            raise Unsupported(
-                f"method {self.name!r} does not support {kind}{task}; it supports: {', '.join(sorted(self.kinds))}"
-            )
+            head, sep, tail = reason.partition(";")
+            raise Unsupported(f"method {self.name!r} {head}{task}{sep}{tail}")
 
     @abstractmethod
     def fit(self, data: TaskData, ctx: FitContext) -> Predictor:

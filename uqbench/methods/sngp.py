@@ -190,7 +190,7 @@ class SNGP(Method):
         gp = RandomFeatureGP(backbone.out_features, data.out_dim, cfg.n_random_features, cfg.length_scale)
         net = SNGPNetwork(backbone, data.out_dim, regression, gp).to(ctx.device)
         val = None if data.val is None else (data.val.x, data.val.y)
-        train = ctx.train_config
+        train = ctx.recipe
 
         early_stopping = train.patience is not None and val is not None
 

@@ -143,12 +143,10 @@ class VBLL(Method):
             if self.head == "gen" and self.parameterization not in (None, "diagonal"):
                 raise BadConfig(f"'parameterization' must be 'diagonal' with head='gen'; got {self.parameterization!r}")
 
-    def check_kind(self, kind: TaskKind, task_name: str = "") -> None:
-        """Raise Unsupported for an unsupported kind, BadConfig for head='gen' on a regression task."""
-        super().check_kind(kind, task_name)
+    def supports(self, kind: TaskKind) -> str | None:
         if kind == "regression" and self.config.head == "gen":
-            task = f" task {task_name!r}" if task_name else " task"
-            raise BadConfig(f"method 'vbll': 'head' applies to classification; got head='gen' on regression{task}")
+            return "with head='gen' (G-VBLL) is for classification only"
+        return super().supports(kind)
 
     def fit(self, data: TaskData, ctx: FitContext) -> VBLLPredictor:
         cfg = self.config

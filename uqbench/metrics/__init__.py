@@ -46,14 +46,21 @@ class MetricSpec:
     ideal: float | None = None
 
     def badness(self, value: float) -> float:
-        """The value on a lower-is-better scale: itself, its negative, or its distance from `ideal`.
+        """The value on a lower-is-better scale (see `badness`).
 
         >>> METRICS["accuracy"].badness(0.9), round(METRICS["coverage90"].badness(0.8), 6)
         (-0.9, 0.1)
         """
-        if self.ideal is not None:
-            return abs(value - self.ideal)
-        return -value if self.higher_is_better else value
+        return badness(value, self.higher_is_better, self.ideal)
+
+
+def badness(value: float, higher_is_better: bool, ideal: float | None = None) -> float:
+    """A metric value on a lower-is-better scale: the value, its negative, or its distance from the metric's
+    nominal value `ideal` (0.90 for the coverage of a 90% interval: 0.99 is as bad as 0.81). Leaderboards rank,
+    bold and test by it, and `check` measures regressions on it."""
+    if ideal is not None:
+        return abs(value - ideal)
+    return -value if higher_is_better else value
 
 
 CLASSIFICATION: dict[str, MetricSpec] = {
@@ -164,5 +171,6 @@ def _check_shape(x: Tensor, shape: tuple[int, ...], what: str) -> None:
 
 
 __all__ = [
-    "CLASSIFICATION", "METRICS", "OOD", "REGRESSION", "MetricSpec", "default_ood_score", "evaluate", "metric_spec"
+    "CLASSIFICATION", "METRICS", "OOD", "REGRESSION", "MetricSpec", "badness", "default_ood_score", "evaluate",
+    "metric_spec",
 ]

@@ -51,6 +51,6 @@ class SmallCNN(nn.Module):
         return self.features(x)
 
 
-@architecture("cnn")
+@architecture("cnn", width=32, depth=1)
 def build_cnn(spec: BackboneSpec, *, dropout: float = 0.0, spectral_norm: float | None = None) -> nn.Module:
     return SmallCNN(spec, dropout, spectral_norm)

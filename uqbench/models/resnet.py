@@ -7,7 +7,7 @@
 - `wrn-28-10`: the Wide ResNet of Zagoruyko & Komodakis (2016) used by the SNGP and VBLL papers: a 16-channel
   stem, three stages of `width`, 2 `width`, 4 `width` channels and `depth` pre-activation blocks per stage.
 
-`RESNETS` holds the sizes that give each named network; tasks build their `BackboneSpec` from it. The dropout
+Each network's width and depth are its registered defaults (`BackboneConfig(arch=...)` fills them in). The dropout
 variant (MC dropout) drops activations between the two convolutions of every block, as in the Wide ResNet
 paper; the spectral-norm variant (SNGP) softly bounds every convolution, the shortcut projections included.
 """
@@ -19,16 +19,6 @@ from torch.nn import functional as F
 
 from uqbench.models import BackboneSpec, architecture
 from uqbench.models.spectral import spectral_normalise
-
-RESNETS: dict[str, tuple[int, int]] = {"resnet-small": (16, 1), "resnet18": (64, 2), "wrn-28-10": (160, 4)}
-"""Network name -> (width, depth) of its `BackboneSpec`."""
-
-
-def resnet_spec(name: str, in_shape: tuple[int, ...]) -> BackboneSpec:
-    """The `BackboneSpec` of the named network (a key of `RESNETS`) for inputs of `in_shape` (C, H, W)."""
-    width, depth = RESNETS[name]
-    return BackboneSpec(name, in_shape, width=width, depth=depth)
-
 
 def _conv(c_in: int, c_out: int, kernel: int, stride: int, bound: float | None) -> nn.Module:
     conv = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False)
@@ -121,19 +111,19 @@ class ResNet(nn.Module):
         return self.body(x)
 
 
-@architecture("resnet-small")
+@architecture("resnet-small", width=16, depth=1)
 def build_resnet_small(spec: BackboneSpec, *, dropout: float = 0.0, spectral_norm: float | None = None) -> nn.Module:
     w = spec.width
     return ResNet(spec.in_shape[0], w, (w, 2 * w, 4 * w), spec.depth, False, dropout, spectral_norm)
 
 
-@architecture("resnet18")
+@architecture("resnet18", width=64, depth=2)
 def build_resnet18(spec: BackboneSpec, *, dropout: float = 0.0, spectral_norm: float | None = None) -> nn.Module:
     w = spec.width
     return ResNet(spec.in_shape[0], w, (w, 2 * w, 4 * w, 8 * w), spec.depth, False, dropout, spectral_norm)
 
 
-@architecture("wrn-28-10")
+@architecture("wrn-28-10", width=160, depth=4)
 def build_wide_resnet(spec: BackboneSpec, *, dropout: float = 0.0, spectral_norm: float | None = None) -> nn.Module:
     w = spec.width
     return ResNet(spec.in_shape[0], 16, (w, 2 * w, 4 * w), spec.depth, True, dropout, spectral_norm)

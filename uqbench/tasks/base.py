@@ -1,9 +1,10 @@
 """Task interface: what a task hands to a method, and the task registry.
 
-A task turns (seed, split) into a `TaskData`: tensors in standardised units, the scaling that undoes it,
-named out-of-distribution input sets, and the backbone the task calls for. Training budget and backbone size
-live in the task's `Config` (a frozen dataclass extending `TrainConfig`), so `--set epochs=...` and the record's
-`task_config` describe exactly how a run was trained.
+A task turns (seed, split) into a `TaskData`: tensors in standardised units, the scaling that undoes it, and
+named out-of-distribution input sets. A task owns three things a run is made of: its data settings (`Config`,
+a `Checked` dataclass: sizes, protocol, augmentation), its default training recipe (`recipe`, a `TrainConfig`)
+and its default backbone (`backbone`, a `BackboneConfig`); `uqbench.spec.resolve` starts from these and applies
+the user's settings. `fingerprint(split)` names the data a split reads, so that a run's key changes with it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any, Callable, ClassVar, Literal
 import torch
 from torch import Tensor
 
-from uqbench.models import BackboneSpec
+from uqbench.config import Checked
+from uqbench.models import BackboneConfig
 from uqbench.registry import Registry
 from uqbench.training import TrainConfig
 
@@ -50,10 +52,10 @@ class TaskData:
         train, test: the splits; `val` is optional (early stopping, post-hoc tuning).
         ood: name -> OOD inputs [N_ood, *in_shape], in the same units as `train.x`.
         out_dim: number of classes, or number of regression targets D.
-        backbone: the backbone the task calls for.
         target_loc, target_scale: regression only, [D]: original = loc + scale * standardised.
         train_transform: optional augmentation `(x_batch, generator) -> x_batch` for training batches.
-        data_sha256: file name -> sha256 of the files the data came from ('generated' for synthetic data).
+        data_sha256: what the data came from, exactly as `Task.fingerprint(split)` names it (file -> sha256, or
+            'generated/<version>' for synthetic data); the runner checks the two agree.
         info: free-form facts for the record (e.g. the protocol name).
     """
 
@@ -61,7 +63,6 @@ class TaskData:
     train: Split
     test: Split
     out_dim: int
-    backbone: BackboneSpec
     val: Split | None = None
     ood: dict[str, Tensor] = field(default_factory=dict)
     target_loc: Tensor | None = None
@@ -75,17 +76,34 @@ class TaskData:
         return tuple(self.train.x.shape[1:])
 
 
+@dataclass(frozen=True)
+class NoSettings(Checked):
+    """The data settings of a task that has none."""
+
+
 class Task(ABC):
     """A benchmark task. Subclasses set the class attributes and implement `load`.
 
     The first line of the class docstring is the one-line description `uqbench list tasks` shows.
+
+    Class attributes:
+        kind: 'regression' or 'classification'.
+        Config: the data settings (a `Checked` dataclass, every field defaulted); part of every run's key.
+        recipe: the default training recipe of runs on this task.
+        backbone: the default backbone of runs on this task.
+        ood_sets: names of the OOD input sets `load` returns.
+        source: where the data comes from, for `list tasks`.
+        data_version: version of a generator (synthetic data): bump it when the generated data changes.
     """
 
     name: ClassVar[str] = ""
     kind: ClassVar[TaskKind]
-    Config: ClassVar[type] = TrainConfig
+    Config: ClassVar[type] = NoSettings
+    recipe: ClassVar[TrainConfig] = TrainConfig()
+    backbone: ClassVar[BackboneConfig] = BackboneConfig()
     ood_sets: ClassVar[tuple[str, ...]] = ()
-    source: ClassVar[str] = "generated"  # where the data comes from, for `list tasks`
+    source: ClassVar[str] = "generated"
+    data_version: ClassVar[str] = "1"
 
     def __init__(self, config: Any | None = None, data_dir: Path | None = None):
         self.config = config if config is not None else self.Config()
@@ -98,6 +116,18 @@ class Task(ABC):
     def size(self) -> str:
         """Short size description for `list tasks`, e.g. '800 / 200'."""
         return ""
+
+    def fingerprint(self, split: int) -> dict[str, str]:
+        """What identifies the data of `split` (part of every run's key): file -> sha256 for files (from a dataset
+        card where there is one, else hashed now), or `{name: 'generated/<data_version>'}` for generated data.
+
+        Raises:
+            DataError: files that are needed to tell are missing.
+        """
+        return {self.name: f"generated/{self.data_version}"}
+
+    def prepare(self, splits: list[int]) -> None:
+        """Make the files of these splits available (download, verify) before any run starts; DataError if not."""
 
     @abstractmethod
     def load(self, seed: int, split: int) -> TaskData:
@@ -113,9 +143,18 @@ def _check_task(cls: type) -> None:
         raise ValueError(f"{cls!r} is not a subclass of uqbench.tasks.base.Task")
     if getattr(cls, "kind", None) not in KINDS:
         raise ValueError(f"{cls.__name__}.kind must be one of {KINDS}")
-    if not dataclasses.is_dataclass(cls.Config) or not issubclass(cls.Config, TrainConfig):
-        raise ValueError(f"{cls.__name__}.Config must be a dataclass extending uqbench.training.TrainConfig")
+    if not dataclasses.is_dataclass(cls.Config) or not issubclass(cls.Config, Checked):
+        raise ValueError(f"{cls.__name__}.Config must be a dataclass extending uqbench.config.Checked")
+    if not isinstance(cls.recipe, TrainConfig) or not isinstance(cls.backbone, BackboneConfig):
+        raise ValueError(f"{cls.__name__}.recipe must be a TrainConfig and .backbone a BackboneConfig")
+    shared = _names(cls.Config) & (_names(TrainConfig) | _names(BackboneConfig))
+    if shared:
+        raise ValueError(f"{cls.__name__}.Config repeats recipe or backbone fields: {', '.join(sorted(shared))}")
     cls.Config()
+
+
+def _names(config_cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(config_cls)}
 
 
 tasks: Registry[type[Task]] = Registry("task", group="uqbench.tasks", check=_check_task)

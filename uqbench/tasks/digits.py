@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
 
-from uqbench.models import BackboneSpec
+from uqbench.config import Checked, Interval
+from uqbench.models import BackboneConfig
 from uqbench.tasks.base import Split, Task, TaskData, tasks
 from uqbench.training import TrainConfig
 
@@ -26,14 +28,17 @@ class Digits(Task):
     kind = "classification"
     ood_sets = ("rotated", "noise")
     source = "scikit-learn (bundled)"
+    recipe = TrainConfig(epochs=30, batch_size=64, lr=3e-3)
+    backbone = BackboneConfig("cnn", width=32)
 
     @dataclass(frozen=True)
-    class Config(TrainConfig):
-        n_test: int = 497
-        width: int = 32
-        epochs: int = 30
-        batch_size: int = 64
-        lr: float = 3e-3
+    class Config(Checked):
+        """Data settings: test images of each draw (the rest, 1797 - n_test, train)."""
+
+        n_test: Annotated[int, Interval(10, 1787)] = 497
+
+    def fingerprint(self, split: int) -> dict[str, str]:
+        return {"digits": "scikit-learn bundled"}
 
     def size(self) -> str:
         return f"{1797 - self.config.n_test} / {self.config.n_test}"
@@ -60,7 +65,6 @@ class Digits(Task):
             train=Split(tensor(x_tr), torch.as_tensor(y_tr, dtype=torch.long)),
             test=Split(tensor(x_te), torch.as_tensor(y_te, dtype=torch.long)),
             out_dim=10,
-            backbone=BackboneSpec("cnn", (1, 8, 8), width=self.config.width),
             ood={"rotated": tensor(rotated), "noise": tensor(noise)},
-            data_sha256={"digits": "scikit-learn bundled"},
+            data_sha256=self.fingerprint(split),
         )

@@ -16,16 +16,16 @@ import contextlib
 import gzip
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from uqbench.datasets import data_root, file_sha256
+from uqbench.datasets import data_root
 from uqbench.errors import DataError
 from uqbench.tasks.base import tasks
-from uqbench.tasks.images import Backbone, ImageConfig, Images, ImageTask, download, torchvision_download
+from uqbench.tasks.images import ImageConfig, ImageTask, Located, download, torchvision_download
+from uqbench.training import TrainConfig
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 TORCHVISION_FOLDERS = {"fashion-mnist": "FashionMNIST", "mnist": "MNIST"}
@@ -66,16 +66,15 @@ def _plain_or_gz(path: Path) -> Path | None:
     return path if path.is_file() else gz if gz.is_file() else None
 
 
-def read_idx_images(paths: list[Path], root: Path) -> Images:
-    """(images, labels) IDX files -> Images with pixels [N, 1, H, W]; sha256 keys relative to `root` if inside it."""
+def read_idx_images(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) IDX files -> (uint8 pixels [N, 1, H, W], int64 labels [N])."""
     images, labels = read_idx(paths[0]), read_idx(paths[1])
     if images.ndim != 3 or labels.shape != images.shape[:1]:
         raise DataError(f"{paths[0].parent}: images {images.shape} and labels {labels.shape} do not match")
-    names = {str(p.relative_to(root)) if p.is_relative_to(root) else str(p): p for p in paths}
-    return Images(images[:, None].copy(), labels.astype(np.int64), {k: file_sha256(p) for k, p in names.items()})
+    return images[:, None].copy(), labels.astype(np.int64)
 
 
-def digits_28() -> Images:
+def digits_28() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 1797 8x8 digits, bilinearly resized to 28x28 and quantised to uint8 (ink bright, as MNIST)."""
     from sklearn.datasets import load_digits
 
@@ -83,7 +82,7 @@ def digits_28() -> Images:
     small = torch.as_tensor(digits.images, dtype=torch.float32)[:, None] / 16.0
     large = F.interpolate(small, size=(28, 28), mode="bilinear", align_corners=False).clamp_(0, 1)
     pixels = (large * 255).round().to(torch.uint8).numpy()
-    return Images(pixels, digits.target.astype(np.int64), {"digits": "scikit-learn bundled"})
+    return pixels, digits.target.astype(np.int64)
 
 
 @tasks.register("fashion-mnist")
@@ -94,21 +93,16 @@ class FashionMNIST(ImageTask):
     source = "Debian dataset-fashion-mnist, torchvision or --data-dir"
     dataset, classes, full_sizes = "fashion-mnist", 10, (60000, 10000)
 
+    recipe = TrainConfig(epochs=5, batch_size=128, lr=3e-3, weight_decay=1e-4, optimizer="adamw", schedule="cosine")
+
     @dataclass(frozen=True)
     class Config(ImageConfig):
-        backbone: Backbone = "resnet-small"
         augment: bool = False
-        epochs: int = 5
-        batch_size: int = 128
-        lr: float = 3e-3
-        weight_decay: float = 1e-4
-        optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
-        schedule: Literal["constant", "cosine"] = "cosine"
 
-    def read(self, dataset: str, split: str) -> Images:
+    def locate(self, dataset: str, split: str) -> Located:
         if dataset == "digits":
-            return digits_28()
-        paths = self._locate(dataset, split)
+            return {"digits": "scikit-learn bundled"}
+        paths = self._find(dataset, split)
         if paths is None:
             where = ", ".join(str(d) for d in self._dirs(dataset))
             download = "" if self.data_dir is not None else " and could not be downloaded"
@@ -116,11 +110,18 @@ class FashionMNIST(ImageTask):
                 f"{dataset}: the IDX files {', '.join(IDX_FILES[split])} (or .gz) are not in {where}{download}; "
                 f"pass --data-dir DIR holding them, or install Debian's package (apt-get install dataset-fashion-mnist)"
             )
-        return read_idx_images(paths, data_root(self.data_dir))
+        root = data_root(self.data_dir)
+        return {str(p.relative_to(root)) if p.is_relative_to(root) else str(p): p for p in paths}
 
-    def read_ood(self) -> dict[str, Images]:
-        mnist = {"mnist": self.read("mnist", "test")} if self._locate("mnist", "test") is not None else {}
-        return {**mnist, "digits": digits_28()}
+    def decode(self, dataset: str, located: Located) -> tuple[np.ndarray, np.ndarray]:
+        return digits_28() if dataset == "digits" else read_idx_images(list(located.values()))  # type: ignore[arg-type]
+
+    def ood_parts(self) -> dict[str, tuple[str, str]]:
+        """MNIST is an OOD set only where its files are (the record's `info` names it otherwise)."""
+        parts = super().ood_parts()
+        if self._find("mnist", "test") is None:
+            del parts["mnist"]
+        return parts
 
     def _dirs(self, dataset: str) -> list[Path]:
         root, folder = data_root(self.data_dir), TORCHVISION_FOLDERS[dataset]
@@ -128,7 +129,7 @@ class FashionMNIST(ImageTask):
             return [root / folder / "raw", root / dataset] + ([root] if dataset == "fashion-mnist" else [])
         return [root / folder / "raw"] + ([DEBIAN_DIR] if dataset == "fashion-mnist" else [])
 
-    def _locate(self, dataset: str, split: str) -> list[Path] | None:
+    def _find(self, dataset: str, split: str) -> list[Path] | None:
         """The split's two IDX files; without --data-dir a missing split is downloaded first. None: unavailable."""
         paths = find_idx(self._dirs(dataset), split)
         if paths is None and self.data_dir is None:

@@ -4,7 +4,8 @@ Files are found under a data root (`--data-dir DIR`, else `$UQBENCH_DATA`, else 
 torchvision's layout: `cifar-10-batches-py/` (CIFAR-10 python version), `cifar-100-python/`, and SVHN's
 `train_32x32.mat` / `test_32x32.mat`. Without `--data-dir`, missing files are downloaded with torchvision's
 dataset classes (which check the archives' md5); with it, nothing is downloaded. The readers below parse the
-formats directly, so any file in the right format is accepted, and the record stores the sha256 of every file read.
+formats directly, so any file in the right format is accepted; the sha256 of every file a run reads is part of
+its key (`fingerprint`, hashed when the run is planned) and stored in its record.
 
 Pixels are scaled to [0, 1] and standardised per channel with the mean and standard deviation of the full
 training set (on the real data these are the usual CIFAR/SVHN normalisation constants); OOD sets use the
@@ -17,47 +18,21 @@ import pickle
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Literal
+from typing import Annotated, Callable, ClassVar, Iterable
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from uqbench.config import AT_LEAST_ONE, Checked
 from uqbench.datasets import data_root, file_sha256
-from uqbench.errors import BadConfig, DataError
-from uqbench.models import BackboneSpec
-from uqbench.models.resnet import resnet_spec
+from uqbench.errors import DataError
+from uqbench.models import BackboneConfig
 from uqbench.tasks.base import Split, Task, TaskData, tasks
 from uqbench.training import TrainConfig
 
-Backbone = Literal["cnn", "resnet-small", "resnet18", "wrn-28-10"]
 DOWNLOAD_ERRORS = (OSError, RuntimeError, ValueError, EOFError, tarfile.TarError)
-
-
-def default_backbone() -> str:
-    """'wrn-28-10' (the SNGP/VBLL papers' backbone) when a CUDA device is present, else the CPU-sized 'resnet-small'."""
-    return "wrn-28-10" if torch.cuda.is_available() else "resnet-small"
-
-
-def backbone_spec(name: str, in_shape: tuple[int, ...]) -> BackboneSpec:
-    """The BackboneSpec of a `Backbone` name for images of `in_shape` (C, H, W)."""
-    return BackboneSpec("cnn", in_shape, width=32) if name == "cnn" else resnet_spec(name, in_shape)
-
-
-@dataclass(frozen=True)
-class Images:
-    """Decoded images of one split of one dataset.
-
-    Attributes:
-        pixels: uint8 [N, C, H, W].
-        labels: int64 [N].
-        sha256: file path relative to the data root -> sha256 of the file.
-    """
-
-    pixels: np.ndarray
-    labels: np.ndarray
-    sha256: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -150,24 +125,24 @@ SOURCES: dict[str, Source] = {
 }
 
 
-def load_images(source: Source, split: str, data_dir: Path | None) -> Images:
-    """Read one split of a dataset, downloading it first when it is missing and no `data_dir` is given.
+def locate_files(source: Source, split: str, data_dir: Path | None) -> dict[str, Path]:
+    """The files of one split of a dataset (name relative to the data root -> path), downloading them first when
+    they are missing and no `data_dir` is given.
 
     Raises:
-        DataError: files missing from `data_dir`, a failed download, or a file in the wrong format.
+        DataError: files missing from `data_dir`, or a failed download.
     """
     root = data_root(data_dir)
-    paths = [root / name for name in source.files[split]]
-    if data_dir is None and not all(p.is_file() for p in paths):
+    paths = {name: root / name for name in source.files[split]}
+    if data_dir is None and not all(p.is_file() for p in paths.values()):
         download(source.name, root, lambda: source.download(root, split), source.hint)
-    missing = [p for p in paths if not p.is_file()]
+    missing = [p for p in paths.values() if not p.is_file()]
     if missing:
         raise DataError(
             f"{source.name}: file not found: {missing[0]}; --data-dir must hold {source.hint}, "
             f"or omit --data-dir to download it"
         )
-    pixels, labels = source.read(paths)
-    return Images(pixels, labels, {name: file_sha256(root / name) for name in source.files[split]})
+    return paths
 
 
 def download(name: str, root: Path, fetch: Callable[[], object], hint: str) -> None:
@@ -233,45 +208,36 @@ class RandomCropFlip:
 
 
 @dataclass(frozen=True)
-class ImageConfig(TrainConfig):
-    """Training recipe of the ResNet image tasks (SGD, Nesterov momentum, cosine decay: the usual CIFAR recipe).
+class ImageConfig(Checked):
+    """Data settings of the image tasks.
 
     Attributes:
-        backbone: 'resnet-small' (CPU-sized, default without a GPU), 'resnet18', 'wrn-28-10' (default with a
-            GPU) or the small 'cnn'.
         augment: random crop with 4-pixel padding (and horizontal flips where the task allows them).
         n_train: use only the first n training images (None: all).
         n_test: use only the first n images of the test set and of every OOD set (None: all).
     """
 
-    backbone: Backbone = field(default_factory=default_backbone)
     augment: bool = True
-    n_train: int | None = None
-    n_test: int | None = None
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 0.1
-    weight_decay: float = 5e-4
-    optimizer: Literal["adamw", "adam", "sgd"] = "sgd"
-    schedule: Literal["constant", "cosine"] = "cosine"
+    n_train: Annotated[int | None, AT_LEAST_ONE] = None
+    n_test: Annotated[int | None, AT_LEAST_ONE] = None
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("n_train", "n_test"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise BadConfig(f"{name!r} must be a positive integer or none; got {value}")
+
+Located = dict[str, "Path | str"]  # file name relative to the data root -> path (or set name -> identity text)
 
 
 class ImageTask(Task):
     """Base of the image classification tasks: subclasses name their dataset, OOD sets and sizes.
 
     The standard train/test split is used for every seed (one split); a seed changes the initialisation, the
-    batch order and the augmentation draws only.
+    batch order and the augmentation draws only. Default recipe: the usual CIFAR one (SGD with Nesterov momentum,
+    lr 0.1, weight decay 5e-4, cosine decay, 200 epochs of 128) on the CPU-sized `resnet-small`, whatever the
+    machine (the `cifar` suite asks for `wrn-28-10` in bf16).
     """
 
     kind = "classification"
     Config: ClassVar[type] = ImageConfig
+    recipe = TrainConfig(epochs=200, batch_size=128, lr=0.1, weight_decay=5e-4, optimizer="sgd", schedule="cosine")
+    backbone = BackboneConfig("resnet-small")
     dataset: ClassVar[str]
     classes: ClassVar[int]
     full_sizes: ClassVar[tuple[int, int]]  # (train, test) images in the full dataset
@@ -281,33 +247,54 @@ class ImageTask(Task):
         n_train, n_test = self.full_sizes
         return f"{min(self.config.n_train or n_train, n_train)} / {min(self.config.n_test or n_test, n_test)}"
 
-    def read(self, dataset: str, split: str) -> Images:
-        """One split of a dataset (hook for datasets that are not in `SOURCES`)."""
-        return load_images(SOURCES[dataset], split, self.data_dir)
+    def locate(self, dataset: str, split: str) -> Located:
+        """Files of one split of a dataset (name relative to the data root -> path), downloaded when allowed.
+        Hook for datasets that are not in `SOURCES`; a set built in memory maps its name to its identity text."""
+        return locate_files(SOURCES[dataset], split, self.data_dir)
 
-    def read_ood(self) -> dict[str, Images]:
-        """Test images of every OOD set (hook for optional OOD sets: a set left out is named in the record)."""
-        return {name: self.read(name, "test") for name in self.ood_sets}
+    def decode(self, dataset: str, located: Located) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 pixels [N, C, H, W], int64 labels [N]) of what `locate` found (hook, like `locate`)."""
+        return SOURCES[dataset].read(list(located.values()))  # type: ignore[arg-type]
+
+    def ood_parts(self) -> dict[str, tuple[str, str]]:
+        """OOD set name -> (dataset, split) it reads. Hook: an optional OOD set whose files are absent is left out
+        (every OOD set is required here)."""
+        return {name: (name, "test") for name in self.ood_sets}
+
+    def located(self) -> dict[str, tuple[str, Located]]:
+        """What a run reads, located (the dataset's own splits first): part -> (dataset, files)."""
+        found = {split: (self.dataset, self.locate(self.dataset, split)) for split in ("train", "test")}
+        found.update({name: (dataset, self.locate(dataset, split)) for name, (dataset, split) in self.ood_parts().items()})
+        return found
+
+    def fingerprint(self, split: int) -> dict[str, str]:
+        """The sha256 of every file a run reads, hashed now (downloading what is missing when allowed)."""
+        return _sha256(files for _, files in self.located().values())
 
     def load(self, seed: int, split: int) -> TaskData:
         cfg = self.config
-        train, test, ood = self.read(self.dataset, "train"), self.read(self.dataset, "test"), self.read_ood()
-        normalise = Normaliser.fit(train.pixels)
+        located = self.located()
+        images = {part: self.decode(dataset, files) for part, (dataset, files) in located.items()}
+        (train_pixels, train_labels), (test_pixels, test_labels) = images.pop("train"), images.pop("test")
+        normalise = Normaliser.fit(train_pixels)
         first = slice(None, cfg.n_test)
-        x_train = normalise(train.pixels[: cfg.n_train])
-        sha256 = {k: v for images in (train, test, *ood.values()) for k, v in images.sha256.items()}
-        missing = [name for name in self.ood_sets if name not in ood]
+        x_train = normalise(train_pixels[: cfg.n_train])
+        missing = [name for name in self.ood_sets if name not in images]
         return TaskData(
             kind="classification",
-            train=Split(x_train, torch.from_numpy(train.labels[: cfg.n_train])),
-            test=Split(normalise(test.pixels[first]), torch.from_numpy(test.labels[first])),
+            train=Split(x_train, torch.from_numpy(train_labels[: cfg.n_train])),
+            test=Split(normalise(test_pixels[first]), torch.from_numpy(test_labels[first])),
             out_dim=self.classes,
-            backbone=backbone_spec(cfg.backbone, tuple(x_train.shape[1:])),
-            ood={name: normalise(images.pixels[first]) for name, images in ood.items()},
+            ood={name: normalise(pixels[first]) for name, (pixels, _) in images.items()},
             train_transform=RandomCropFlip(4, self.flip) if cfg.augment else None,
-            data_sha256=sha256,
+            data_sha256=_sha256(files for _, files in located.values()),
             info={"ood_unavailable": missing} if missing else {},
         )
+
+
+def _sha256(located: Iterable[Located]) -> dict[str, str]:
+    """name -> sha256 of every located file (or the identity text of a set built in memory)."""
+    return {name: file_sha256(p) if isinstance(p, Path) else p for found in located for name, p in found.items()}
 
 
 @tasks.register("cifar10")

@@ -7,12 +7,13 @@ Inputs and regression targets are standardised with training-set statistics; OOD
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated
 
 import numpy as np
 import torch
 
-from uqbench.models import BackboneSpec
+from uqbench.config import AT_LEAST_ONE, NON_NEGATIVE, Checked
+from uqbench.models import BackboneConfig
 from uqbench.tasks.base import Split, Task, TaskData, tasks
 from uqbench.training import TrainConfig
 
@@ -38,18 +39,16 @@ class ToyRegression(Task):
 
     kind = "regression"
     ood_sets = ("gap", "far")
+    recipe = TrainConfig(epochs=200, batch_size=32, lr=3e-3)
+    backbone = BackboneConfig("mlp", width=64, depth=2, activation="elu")
 
     @dataclass(frozen=True)
-    class Config(TrainConfig):
-        n_train: int = 400
-        n_test: int = 200
-        noise: float = 0.1
-        width: int = 64
-        depth: int = 2
-        activation: Literal["relu", "elu", "tanh"] = "elu"
-        epochs: int = 200
-        batch_size: int = 32
-        lr: float = 3e-3
+    class Config(Checked):
+        """Data settings: training and test points, noise standard deviation."""
+
+        n_train: Annotated[int, AT_LEAST_ONE] = 400
+        n_test: Annotated[int, AT_LEAST_ONE] = 200
+        noise: Annotated[float, NON_NEGATIVE] = 0.1
 
     def size(self) -> str:
         return f"{self.config.n_train} / {self.config.n_test}"
@@ -75,11 +74,10 @@ class ToyRegression(Task):
             train=Split(_float(x_tr_s), _float((y_tr - y_loc) / y_scale)),
             test=Split(_float(x_te_s), _float((y_te - y_loc) / y_scale)),
             out_dim=1,
-            backbone=BackboneSpec("mlp", (1,), cfg.width, cfg.depth, cfg.activation),
             ood={"gap": _float(x_gap_s), "far": _float(x_far_s)},
             target_loc=_float(y_loc),
             target_scale=_float(y_scale),
-            data_sha256={"toy-regression": "generated"},
+            data_sha256=self.fingerprint(split),
         )
 
 
@@ -94,18 +92,17 @@ class TwoMoons(Task):
 
     kind = "classification"
     ood_sets = ("far",)
+    recipe = TrainConfig(epochs=100, batch_size=64, lr=3e-3)
+    backbone = BackboneConfig("mlp", width=128, depth=3)
 
     @dataclass(frozen=True)
-    class Config(TrainConfig):
-        n_train: int = 800
-        n_test: int = 200
-        n_ood: int = 500
-        noise: float = 0.1
-        width: int = 128
-        depth: int = 3
-        epochs: int = 100
-        batch_size: int = 64
-        lr: float = 3e-3
+    class Config(Checked):
+        """Data settings: training, test and far-OOD points, noise of make_moons."""
+
+        n_train: Annotated[int, AT_LEAST_ONE] = 800
+        n_test: Annotated[int, AT_LEAST_ONE] = 200
+        n_ood: Annotated[int, AT_LEAST_ONE] = 500
+        noise: Annotated[float, NON_NEGATIVE] = 0.1
 
     def size(self) -> str:
         return f"{self.config.n_train} / {self.config.n_test}"
@@ -123,9 +120,8 @@ class TwoMoons(Task):
             train=Split(_float(x_tr_s), torch.as_tensor(y_tr, dtype=torch.long)),
             test=Split(_float(x_te_s), torch.as_tensor(y_te, dtype=torch.long)),
             out_dim=2,
-            backbone=BackboneSpec("mlp", (2,), cfg.width, cfg.depth, "relu"),
             ood={"far": _float(x_far_s)},
-            data_sha256={"two-moons": "generated"},
+            data_sha256=self.fingerprint(split),
         )
 
     def _far_points(self, x_train: np.ndarray, rng: np.random.Generator) -> np.ndarray:

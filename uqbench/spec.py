@@ -1,0 +1,434 @@
+"""One definition of a run: `RunSpec`, the settings that make it, and the one resolver every command uses.
+
+A run is a method with its config, a task with its data config, a training recipe (`TrainConfig`: budget,
+optimiser, numeric precision), a backbone (`BackboneConfig`), a seed and a split, plus two things no setting
+chooses: the data fingerprint (`Task.fingerprint`) and the code that runs it (uqbench's version, the method's
+and the task's distribution). All of it is the run's key; the record id is its hash, so no setting, data file or
+code version can change without changing the id.
+
+Settings come from five layers, applied in this order (a later one wins):
+
+1. class defaults (each config's field defaults), then the task's defaults (`Task.recipe`, `Task.backbone`);
+2. a suite's or protocol's settings;
+3. a config file (`--config exp.toml`, its `[set]` table);
+4. `--set` assignments;
+5. flag sugar (`--epochs N`).
+
+Within a layer, a setting scoped to a method or a task beats an unscoped one, and one scoped to both beats
+either. A setting is `[SCOPE.][PART.]KEY=VALUE`: SCOPE is a method name and/or a task name (only runs of that
+method / on that task), PART is `method`, `task`, `recipe` or `backbone` (else the part that has KEY: an
+ambiguous key must name its part). A setting that applies to no planned run is an error, never ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from uqbench import config as cfgmod
+from uqbench.errors import BadConfig, UnknownName
+from uqbench.models import BackboneConfig
+from uqbench.results import RunKey
+from uqbench.training import TrainConfig
+
+PARTS = ("method", "task", "recipe", "backbone")
+DEFAULTS, SUITE, CONFIG_FILE, SET, FLAG = range(5)  # layers, lowest precedence first
+LAYER_NAMES = ("defaults", "suite or protocol", "config file", "--set", "flag")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One assignment KEY=VALUE for the runs in its scope.
+
+    Attributes:
+        key: the config field.
+        value: command-line text (`text=True`, coerced to the field's type) or a typed value (a config file's).
+        part: 'method', 'task', 'recipe', 'backbone', or None for whichever part has the key.
+        method, task: the scope: only runs of this method / on this task (None: any).
+        layer: DEFAULTS .. FLAG (see the module docstring).
+        source: where it came from, for messages: "--set lr=0.1", "exp.toml: set.uci-yacht.epochs".
+        text: whether `value` is text.
+    """
+
+    key: str
+    value: Any
+    part: str | None = None
+    method: str | None = None
+    task: str | None = None
+    layer: int = SET
+    source: str = ""
+    text: bool = True
+
+    @property
+    def specificity(self) -> int:
+        return (self.method is not None) + (self.task is not None)
+
+    def applies(self, method: str, task: str) -> bool:
+        return self.method in (None, method) and self.task in (None, task)
+
+
+def parse_setting(text: str, layer: int = SET, source: str | None = None) -> Setting:
+    """A setting from its text form `[SCOPE.][PART.]KEY=VALUE` (as `--set` takes it)."""
+    where = source or f"--set {text}"
+    path, sep, value = text.partition("=")
+    if not sep or not path.strip():
+        raise BadConfig(f"{where}: expected key=value")
+    return setting_at(path.strip().split("."), value.strip(), layer, where, text=True)
+
+
+def setting_at(path: list[str], value: Any, layer: int, source: str, text: bool) -> Setting:
+    """A setting from a dotted path (scope names, part, key) and a value."""
+    from uqbench.methods import methods
+    from uqbench.tasks import tasks
+
+    *prefix, key = [p.strip() for p in path]
+    scope: dict[str, str | None] = {"part": None, "method": None, "task": None}
+    for name in prefix:
+        slot = "part" if name in PARTS else "method" if name in methods else "task" if name in tasks else None
+        if slot is None:
+            raise UnknownName(
+                f"{source}: {name!r} is neither a part ({', '.join(PARTS)}) nor a method or task name; "
+                f"methods: {', '.join(methods.names())}; tasks: {', '.join(tasks.names())}"
+            )
+        if scope[slot] is not None:
+            raise BadConfig(f"{source}: two {slot} names ({scope[slot]!r}, {name!r}) in one setting")
+        scope[slot] = name
+    if not key:
+        raise BadConfig(f"{source}: expected key=value")
+    return Setting(key, value, scope["part"], scope["method"], scope["task"], layer, source, text)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines one run's result (see the module docstring); `key()` is its identity.
+
+    Attributes:
+        method, task: registry names.
+        method_config, task_config, recipe, backbone: resolved config instances.
+        seed, split: which repetition.
+        data: the task's fingerprint of the split's data.
+        code: versions of the code that runs it: {'uqbench', 'method', 'task'} ('builtin' or 'dist==version').
+    """
+
+    method: str
+    method_config: Any
+    task: str
+    task_config: Any
+    recipe: TrainConfig
+    backbone: BackboneConfig
+    seed: int
+    split: int
+    data: dict[str, str] = field(default_factory=dict)
+    code: dict[str, str] = field(default_factory=dict)
+
+    def key(self) -> RunKey:
+        return RunKey(
+            method=self.method,
+            method_config=cfgmod.to_dict(self.method_config),
+            task=self.task,
+            task_config=cfgmod.to_dict(self.task_config),
+            recipe=cfgmod.to_dict(self.recipe),
+            backbone=cfgmod.to_dict(self.backbone),
+            seed=self.seed,
+            split=self.split,
+            data=dict(self.data),
+            code=dict(self.code),
+        )
+
+    @property
+    def id(self) -> str:
+        return self.key().id
+
+    def shared_key(self) -> dict[str, Any]:
+        """The key minus the method: what a network shared between methods (the cached MAP network) depends on."""
+        key = dataclasses.asdict(self.key())
+        del key["method"], key["method_config"]
+        key["code"] = {"uqbench": self.code.get("uqbench")}
+        return key
+
+    def make_method(self):
+        from uqbench.methods import methods
+
+        return methods.get(self.method)(self.method_config)
+
+    def make_task(self, data_dir: Path | None = None):
+        from uqbench.tasks import tasks
+
+        return tasks.get(self.task)(self.task_config, data_dir=data_dir)
+
+    @classmethod
+    def from_key(cls, key: RunKey) -> RunSpec:
+        """Rebuild a spec from a stored key (e.g. to re-load a run's data); the configs are validated again."""
+        from uqbench.methods import methods
+        from uqbench.tasks import tasks
+
+        method_cls, task_cls = methods.get(key.method), tasks.get(key.task)
+        return cls(
+            method=key.method,
+            method_config=cfgmod.build(method_cls.Config, key.method_config, f"method {key.method!r}"),
+            task=key.task,
+            task_config=cfgmod.build(task_cls.Config, key.task_config, f"task {key.task!r}"),
+            recipe=cfgmod.build(TrainConfig, key.recipe, "the training recipe"),
+            backbone=cfgmod.build(BackboneConfig, key.backbone, "the backbone"),
+            seed=key.seed,
+            split=key.split,
+            data=dict(key.data),
+            code=dict(key.code),
+        )
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to run: methods x tasks x seeds x splits with settings (what `run`, `compare` and the API build).
+
+    Attributes:
+        methods: method names, 'all' (every registered method) or a shell pattern ('*'), minus `exclude`.
+        tasks: task names.
+        seeds: seeds 0 .. seeds-1 for every split.
+        splits: the first N splits of every task (capped at its number of splits); None: all of them.
+        split: one given split instead (`run --split K`); must exist.
+        settings: every setting, any layer, in the order given.
+        data_dir: where tasks read their files.
+        strict: an unsupported (method, task) pair is an error (`run`) instead of a skipped pair (`compare`).
+    """
+
+    methods: tuple[str, ...] | str
+    tasks: tuple[str, ...]
+    seeds: int = 1
+    splits: int | None = 1
+    split: int | None = None
+    exclude: tuple[str, ...] = ()
+    settings: tuple[Setting, ...] = ()
+    data_dir: Path | None = None
+    strict: bool = False
+
+
+@dataclass
+class Plan:
+    """Every run of a request, in leaderboard order (task, method, split, seed), and the pairs left out."""
+
+    specs: list[RunSpec]
+    skipped: list[str] = field(default_factory=list)  # "sngp on toy-regression: ..." for unsupported pairs
+    tasks: dict[str, Any] = field(default_factory=dict)  # task name -> Task instance (for `prepare`)
+    splits: dict[str, list[int]] = field(default_factory=dict)  # task name -> planned splits
+
+    def expected(self) -> dict[tuple[str, str], int]:
+        """(task, method) -> number of planned runs."""
+        counts: dict[tuple[str, str], int] = {}
+        for spec in self.specs:
+            counts[spec.task, spec.method] = counts.get((spec.task, spec.method), 0) + 1
+        return counts
+
+    def prepare(self) -> None:
+        """Make every planned split's files available before any run starts (DataError otherwise)."""
+        for name, task in self.tasks.items():
+            task.prepare(self.splits[name])
+
+
+def method_names(selection: tuple[str, ...] | str, exclude: Iterable[str] = ()) -> list[str]:
+    """The methods a selection names, in order: each entry a name, 'all' (every registered method, plugins
+    included) or a shell pattern such as 'mc-*'; minus `exclude` (names or patterns)."""
+    from uqbench.methods import methods
+
+    def expand(entries: Iterable[str]) -> list[str]:
+        out: list[str] = []
+        for entry in entries:
+            if entry == "all" or any(c in entry for c in "*?["):
+                found = methods.names("*" if entry == "all" else entry)
+                if not found:
+                    raise UnknownName(f"no method matches {entry!r}; available: {', '.join(methods.names())}")
+                out += found
+            else:
+                methods.get(entry)
+                out.append(entry)
+        return list(dict.fromkeys(out))
+
+    dropped = set(expand(exclude))
+    return [n for n in expand([selection] if isinstance(selection, str) else selection) if n not in dropped]
+
+
+def plan(request: Request) -> Plan:
+    """Resolve a request into run specs; raises UnknownName / BadConfig / Unsupported / DataError (exit 2)."""
+    from uqbench.tasks import tasks
+
+    if request.seeds < 1:
+        raise BadConfig(f"--seeds {request.seeds}: must be at least 1")
+    if request.splits is not None and request.splits < 1:
+        raise BadConfig(f"--splits {request.splits}: must be at least 1")
+    names = method_names(request.methods, request.exclude)
+    for name in request.tasks:
+        tasks.get(name)
+    used: set[int] = set()
+    out = Plan([])
+    fingerprints: dict[tuple[str, int], dict[str, str]] = {}
+    for task_name in request.tasks:
+        for method_name in names:
+            pair = _resolve_pair(method_name, task_name, request, used)
+            if isinstance(pair, str):
+                out.skipped.append(pair)
+                continue
+            task = pair["task"]
+            out.tasks.setdefault(task_name, task)
+            for split in out.splits.setdefault(task_name, _splits(task, task_name, request)):
+                if (task_name, split) not in fingerprints:
+                    fingerprints[task_name, split] = task.fingerprint(split)
+                data = fingerprints[task_name, split]
+                out.specs += [dataclasses.replace(pair["spec"], seed=seed, split=split, data=data)
+                              for seed in range(request.seeds)]
+    for i, s in enumerate(request.settings):
+        if i not in used:
+            _check_unused(s, names, request.tasks)
+    return out
+
+
+def resolve(method: str, task: str, settings: Iterable[str] = (), *, seed: int = 0, split: int = 0,
+            data_dir: Path | None = None) -> RunSpec:
+    """The spec of one run from names and `--set`-style settings: `plan` on a one-run request, as `uqbench run`
+    builds it (an unsupported pair raises Unsupported)."""
+    request = Request((method,), (task,), seeds=seed + 1, split=split,
+                      settings=tuple(parse_setting(text) for text in settings), data_dir=data_dir, strict=True)
+    return plan(request).specs[-1]
+
+
+def _check_unused(s: Setting, methods_planned: list[str], tasks_planned: tuple[str, ...]) -> None:
+    """A setting no planned run took: fine when it is scoped to a method or task outside the plan and names a
+    key that scope has (a protocol's settings for a dataset not asked for); otherwise a typo, and an error."""
+    from uqbench.methods import methods
+    from uqbench.tasks import tasks
+
+    outside = (s.method is not None and s.method not in methods_planned) or (
+        s.task is not None and s.task not in tasks_planned)
+    if outside:
+        parts = {
+            "method": [methods.get(m).Config for m in ([s.method] if s.method else methods_planned)],
+            "task": [tasks.get(t).Config for t in ([s.task] if s.task else tasks_planned)],
+            "recipe": [TrainConfig],
+            "backbone": [BackboneConfig],
+        }
+        if any(s.key in cfgmod.field_types(c) for part, cs in parts.items() if s.part in (None, part) for c in cs):
+            return
+    scope = [f"method {s.method!r}"] * (s.method is not None) + [f"task {s.task!r}"] * (s.task is not None)
+    keys = ""
+    if len(methods_planned) == 1 and len(tasks_planned) == 1:  # one run: say what it takes
+        method, task = methods_planned[0], tasks_planned[0]
+        taken = [(f"method {method!r}", methods.get(method).Config), (f"task {task!r}", tasks.get(task).Config),
+                 ("recipe", TrainConfig), ("backbone", BackboneConfig)]
+        keys = "; " + "; ".join(f"{owner} takes: {', '.join(cfgmod.field_types(c)) or 'nothing'}" for owner, c in taken)
+    raise BadConfig(
+        f"{s.source}: no planned run has a key {s.key!r}"
+        + (f" in its {s.part}" if s.part else "")
+        + (f" among the runs of {' on '.join(scope)}" if scope else "")
+        + f" (methods: {', '.join(methods_planned)}; tasks: {', '.join(tasks_planned)}){keys}"
+    )
+
+
+def _splits(task: Any, name: str, request: Request) -> list[int]:
+    n = task.n_splits()
+    if request.split is not None:
+        if not 0 <= request.split < n:
+            raise BadConfig(f"--split {request.split}: task {name!r} has splits 0 .. {n - 1}")
+        return [request.split]
+    return list(range(n if request.splits is None else min(request.splits, n)))
+
+
+def _resolve_pair(method_name: str, task_name: str, request: Request, used: set[int]) -> dict[str, Any] | str:
+    """The spec (seed 0, split 0, no data yet) and task object of one pair, or the reason it is skipped."""
+    from uqbench.methods import methods
+    from uqbench.tasks import tasks
+
+    method_cls, task_cls = methods.get(method_name), tasks.get(task_name)
+    parts = {"method": method_cls.Config, "task": task_cls.Config, "recipe": TrainConfig, "backbone": BackboneConfig}
+    owners = {"method": f"method {method_name!r}", "task": f"task {task_name!r}", "recipe": "the training recipe",
+              "backbone": "the backbone"}
+    types = {part: cfgmod.field_types(cls) for part, cls in parts.items()}
+    overrides: dict[str, dict[str, Any]] = {part: {} for part in PARTS}
+    origins: dict[tuple[str, str], str] = {}  # (part, key) -> the source of the setting that won
+    order = sorted(range(len(request.settings)),
+                   key=lambda i: (request.settings[i].layer, request.settings[i].specificity, i))
+    for i in order:
+        s = request.settings[i]
+        if not s.applies(method_name, task_name):
+            continue
+        part = _part_of(s, types)
+        if part is None:
+            continue
+        used.add(i)
+        overrides[part][s.key] = _typed(s, types[part][s.key], owners[part])
+        origins[part, s.key] = s.source
+
+    def build(part: str, config_cls: type, fields: dict[str, Any]) -> Any:
+        try:
+            return cfgmod.build(config_cls, fields, owners[part])
+        except cfgmod.ConstraintError as exc:  # name the setting that gave the value, when one did
+            source = origins.get((part, exc.key))
+            if source is None:
+                raise
+            raise BadConfig(f"{source}: {exc}") from None
+
+    method_config = build("method", method_cls.Config, overrides["method"])
+    method = method_cls(method_config)
+    reason = method.supports(task_cls.kind)
+    if reason is not None:
+        if request.strict:
+            method.check_kind(task_cls.kind, task_name)
+        return f"{method_name} on {task_name}: {method_name} {reason}"
+    task_config = build("task", task_cls.Config, overrides["task"])
+    recipe = build("recipe", TrainConfig, {**cfgmod.to_dict(task_cls.recipe), **overrides["recipe"]})
+    backbone = build("backbone", BackboneConfig, _backbone_fields(task_cls.backbone, overrides["backbone"]))
+    code = {"uqbench": _version(), "method": methods.origin(method_name), "task": tasks.origin(task_name)}
+    spec = RunSpec(method_name, method_config, task_name, task_config, recipe, backbone, 0, 0, {}, code)
+    return {"spec": spec, "task": task_cls(task_config, data_dir=request.data_dir)}
+
+
+def _part_of(s: Setting, types: dict[str, dict[str, Any]]) -> str | None:
+    """The part a setting sets for this pair, or None when none of the pair's parts has the key."""
+    if s.part is not None:
+        return s.part if s.key in types[s.part] else None
+    having = [part for part in PARTS if s.key in types[part]]
+    if len(having) > 1:
+        raise BadConfig(f"{s.source}: {s.key!r} is a key of {' and '.join(having)}; "
+                        f"write {' or '.join(f'{p}.{s.key}' for p in having)}")
+    return having[0] if having else None
+
+
+def _typed(s: Setting, tp: Any, owner: str) -> Any:
+    try:
+        return cfgmod.coerce(tp, s.value) if s.text else cfgmod.convert(tp, s.value)
+    except ValueError:
+        raise BadConfig(f"{s.source}: {s.key!r} of {owner} must be {cfgmod.describe_type(tp)}; got {s.value!r}") from None
+
+
+def _backbone_fields(default: BackboneConfig, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The task's backbone with the overrides; another architecture drops the task's sizes for its own defaults."""
+    fields = cfgmod.to_dict(default)
+    if overrides.get("arch", default.arch) != default.arch:
+        fields.update(width=None, depth=None)
+    return {**fields, **overrides}
+
+
+def _version() -> str:
+    import uqbench
+
+    return uqbench.__version__
+
+
+def plan_table(specs: list[RunSpec]) -> tuple[list[str], list[list[str]]]:
+    """(columns, rows) for `--dry-run`: one row per run with its id and every value that is not a default."""
+    rows = []
+    for spec in specs:
+        rows.append([spec.id, spec.method, spec.task, str(spec.split), str(spec.seed), _changes(spec)])
+    return ["id", "method", "task", "split", "seed", "settings (not class defaults)"], rows
+
+
+def _changes(spec: RunSpec) -> str:
+    parts = {"method": spec.method_config, "task": spec.task_config, "recipe": spec.recipe, "backbone": spec.backbone}
+    out = []
+    for part, config in parts.items():
+        default = dataclasses.asdict(type(config)())
+        out += [f"{part}.{k}={v!r}" for k, v in dataclasses.asdict(config).items() if default[k] != v]
+    return ", ".join(out) or "-"
+
+
+__all__ = ["PARTS", "Plan", "Request", "RunSpec", "Setting", "parse_setting", "plan", "plan_table", "resolve"]
