@@ -134,3 +134,15 @@ def test_markdown_cells_mark_best_and_ties():
 def test_flat_table_has_a_mean_and_se_column_per_metric():
     columns, rows = flat_table(build(moons_records()))
     assert columns[-4:] == ["accuracy", "accuracy_se", "nll", "nll_se"] and len(rows) == 3
+
+
+def test_coverage_is_ranked_by_its_distance_from_the_nominal_level():
+    """For a 90% interval, 0.90 coverage beats 0.99 (and 0.85): the best is the closest to the nominal level."""
+    values = {"exact": [0.90, 0.91, 0.89], "wide": [0.99, 0.99, 1.0], "narrow": [0.85, 0.84, 0.86]}
+    recs = [record(m, "uci", s, {"coverage90": v[s]}) for m, v in values.items() for s in range(3)]
+    board = build(recs, metrics=("coverage90",))
+    assert board.metrics["coverage90"]["ideal"] == 0.9 and board.rank_by["uci"] == "coverage90"
+    assert [row(board, "uci", m).rank for m in values] == [1, 3, 2]
+    assert row(board, "uci", "exact").metrics["coverage90"].best and not row(board, "uci", "wide").metrics["coverage90"].best
+    columns, _, _ = task_table(board, "uci", "markdown")
+    assert columns[1] == "coverage90 → 0.9"

@@ -35,7 +35,7 @@ def _stdout() -> Console:
 
 
 def _stderr() -> Console:
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)  # log lines are never broken, whatever the width
 
 
 @contextlib.contextmanager
@@ -126,10 +126,11 @@ def run(
     quiet: QuietOpt = False,
 ) -> None:
     """Train METHOD on a task for one or more seeds, evaluate, store one record per seed, print the metrics."""
+    from uqbench.api import run_in_process
     from uqbench.experiment import CommandLine, load_experiment, run_request
     from uqbench.progress import make_progress
     from uqbench.report import emit, metric_rows
-    from uqbench.runner import RunOptions, Runner
+    from uqbench.runner import RunOptions
     from uqbench.spec import plan
 
     err = _stderr()
@@ -141,15 +142,11 @@ def run(
             _print_dry_run(the_plan, "json" if as_json else "table")
             return
         ensure_writable(out)
-        the_plan.prepare()
         progress = make_progress(err, quiet or as_json)
-        runner = Runner(RunOptions(out=out, device=device, data_dir=data_dir, save_predictions=save_predictions,
-                                   force=force, retry=not no_retry, refresh_since=time.time(), progress=progress))
+        options = RunOptions(out=out, device=device, data_dir=data_dir, save_predictions=save_predictions,
+                             force=force, retry=not no_retry, refresh_since=time.time(), progress=progress)
         records = []
-        for spec in the_plan.specs:
-            record, fresh = runner.run(spec)
-            if record.status == "error":
-                raise UserError(record.error["message"])
+        for spec, record, fresh in run_in_process(the_plan, options):
             records.append(record)
             if not as_json and not quiet:
                 state = "done" if fresh else "already in the store (use --force to re-run)"
@@ -273,9 +270,12 @@ def _run_plan(the_plan, store, options, parallel: tuple[int, str, str | None], q
     options.progress = display
     executor = make_executor(Runner(options), *parallel)
     if not quiet:
-        done = len(the_plan.specs) - len(todo)
-        err.print(f"{done} of {len(the_plan.specs)} planned runs are in {str(store.root)!r}; running {len(todo)}",
-                  highlight=False)
+        stored = sum(store.has(spec.key()) for spec in the_plan.specs)
+        again = stored - (len(the_plan.specs) - len(todo))
+        why = "forced" if options.force else "failed or without saved predictions"
+        redo = f" ({again} of them {why}: running them again)" if again else ""
+        err.print(f"{stored} of {len(the_plan.specs)} planned runs are in {str(store.root)!r}{redo}; running "
+                  f"{len(todo)}", highlight=False)
     try:
         outcome = run_specs(todo, executor, store, display)
     except KeyboardInterrupt:

@@ -33,9 +33,10 @@ def pending(plan: Plan, store: ResultStore, options: RunOptions) -> list[RunSpec
 
 
 def plan_records(plan: Plan, store: ResultStore) -> list[RunRecord]:
-    """The records of the planned runs that the store holds, in plan order."""
-    keys = [spec.key() for spec in plan.specs]
-    return [store.load(key.id) for key in keys if store.has(key)]
+    """The records of the planned runs that the store holds, in plan order (reading the whole store once, so
+    that `store.problems` lists every file it cannot use)."""
+    held = {record.id: record for record in store.records()}
+    return [held[spec.id] for spec in plan.specs if spec.id in held]
 
 
 def run_specs(specs: list[RunSpec], executor: Executor, store: ResultStore, display: PlanDisplay) -> list[RunRecord]:

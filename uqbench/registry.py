@@ -161,6 +161,10 @@ class Registry(Generic[T]):
         every = set(self._items) | set(self._entry_points)
         return sorted(n for n in every if fnmatch.fnmatchcase(n, pattern))
 
+    def builtins(self) -> list[str]:
+        """Sorted names registered by uqbench itself (never a plugin's)."""
+        return sorted(n for n, origin in self._origin.items() if origin == "builtin")
+
     def loaded(self) -> dict[str, T]:
         """Every usable entry, loading plugins; broken plugins are left out (see `plugins()`)."""
         self.plugins()

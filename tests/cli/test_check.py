@@ -119,3 +119,23 @@ def test_thresholds_take_the_larger_of_tolerance_and_k_se():
     assert t.allowed("nll", 0.0) == 0.01
     assert t.allowed("nll", 0.01) == pytest.approx(0.03)
     assert t.allowed("ece", 0.01) == 0.05 and t.allowed("ood.far.auroc", 0.0) == 0.1
+
+
+def test_coverage_moving_away_from_its_nominal_level_is_a_regression(cli, tmp_path):
+    """Higher coverage of a 90% interval is not better: 0.90 -> 0.99 regresses, 0.80 -> 0.90 improves."""
+
+    def store(name, values):
+        out = tmp_path / name
+        for s, v in enumerate(values):
+            ResultStore(out).write(RunRecord(RunKey("map", {}, "uci", {}, s, 0), "ok", metrics={"coverage90": v}))
+        return out
+
+    at = store("at", [0.90, 0.905, 0.895])
+    baseline = tmp_path / "base.json"
+    baseline.write_text(json.dumps(build(ResultStore(at).records(), all_metrics=True).to_json()))
+    result = cli("check", baseline, "--results", store("wide", [0.99, 0.995, 0.985]), "--format", "csv")
+    assert result.exit_code == 1 and result.stdout.splitlines()[1].endswith(",regressed")
+    below = tmp_path / "below.json"
+    below.write_text(json.dumps(build(ResultStore(store("low", [0.80, 0.805, 0.795])).records(), all_metrics=True).to_json()))
+    result = cli("check", below, "--results", at, "--format", "csv")
+    assert result.exit_code == 0 and result.stdout.splitlines()[1].endswith(",improved")

@@ -8,9 +8,7 @@ offline. Downloads are replaced by a function that fails as an offline machine d
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
-import pickle
 import urllib.error
 from pathlib import Path
 
@@ -19,15 +17,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from image_files import N, image_root as write_image_root, random_pixels as _pixels, write_cifar10, write_cifar100, write_idx, write_mnist_like, write_svhn
 from uqbench.cli import app
 from uqbench.datasets import file_sha256
 from uqbench.errors import BadConfig, DataError
 from uqbench.methods import methods
-from uqbench.tasks import fashion_mnist, tasks
 from uqbench.spec import resolve
+from uqbench.tasks import fashion_mnist, tasks
 from uqbench.tasks.images import SOURCES, Normaliser, RandomCropFlip, locate_files
-
-N = 12  # images per file
 
 
 def _read(name: str, split: str, root: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -35,74 +32,10 @@ def _read(name: str, split: str, root: Path) -> tuple[np.ndarray, np.ndarray]:
     return SOURCES[name].read(list(locate_files(SOURCES[name], split, root).values()))
 
 
-def _pixels(rng: np.random.Generator, n: int, shape: tuple[int, ...]) -> np.ndarray:
-    return rng.integers(0, 256, (n, *shape), dtype=np.uint8)
-
-
-def write_cifar10(root: Path, seed: int = 0) -> np.ndarray:
-    """Five training batches and a test batch of N images each; returns the test pixels [N, 3, 32, 32]."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        pixels = _pixels(rng, N, (3, 32, 32))
-        entry = {"batch_label": name, "labels": [int(c) for c in rng.integers(0, 10, N)],
-                 "data": pixels.reshape(N, 3072), "filenames": [f"{i}.png" for i in range(N)]}
-        with open(folder / name, "wb") as fh:
-            pickle.dump(entry, fh, protocol=2)
-    return pixels
-
-
-def write_cifar100(root: Path, seed: int = 1) -> None:
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True)
-    for name in ("train", "test"):
-        entry = {"fine_labels": [int(c) for c in rng.integers(0, 100, N)], "coarse_labels": [0] * N,
-                 "data": _pixels(rng, N, (3, 32, 32)).reshape(N, 3072)}
-        with open(folder / name, "wb") as fh:
-            pickle.dump(entry, fh, protocol=2)
-
-
-def write_svhn(root: Path, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """train/test .mat files as the SVHN site ships them (X [32, 32, 3, N], y [N, 1], 10 for the digit 0)."""
-    from scipy.io import savemat
-
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for split in ("train", "test"):
-        pixels = _pixels(rng, N, (3, 32, 32))
-        y = rng.integers(1, 11, (N, 1)).astype(np.uint8)
-        savemat(root / f"{split}_32x32.mat", {"X": pixels.transpose(2, 3, 1, 0), "y": y})
-    return pixels, y
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """uint8 array as an IDX file (gzipped when the name ends in .gz)."""
-    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
-    opener = gzip.open if path.suffix == ".gz" else open
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with opener(path, "wb") as fh:
-        fh.write(header + array.astype(np.uint8).tobytes())
-
-
-def write_mnist_like(folder: Path, seed: int, gz: bool, splits: tuple[str, ...] = ("train", "test")) -> None:
-    rng = np.random.default_rng(seed)
-    for split in splits:
-        images_name, labels_name = fashion_mnist.IDX_FILES[split]
-        suffix = ".gz" if gz else ""
-        write_idx(folder / (images_name + suffix), _pixels(rng, N, (28, 28)))
-        write_idx(folder / (labels_name + suffix), rng.integers(0, 10, N))
-
-
 @pytest.fixture
 def image_root(tmp_path: Path) -> Path:
     """A data root with tiny CIFAR-10, CIFAR-100 and SVHN."""
-    root = tmp_path / "data"
-    write_cifar10(root)
-    write_cifar100(root)
-    write_svhn(root)
-    return root
+    return write_image_root(tmp_path / "data")
 
 
 @pytest.fixture

@@ -1,0 +1,73 @@
+"""The Python entry point: the same request, resolver and runner as `uqbench run`, without the command line."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Iterator
+
+from uqbench.errors import UserError
+from uqbench.results import RunRecord
+from uqbench.runner import RunOptions
+
+if TYPE_CHECKING:
+    from uqbench.spec import Plan, RunSpec
+
+
+def run(
+    method: str,
+    task: str,
+    *,
+    seeds: int = 1,
+    split: int = 0,
+    settings: Iterable[str] = (),
+    config: str | Path | None = None,
+    out: str | Path = "results",
+    device: str = "auto",
+    data_dir: str | Path | None = None,
+    save_predictions: bool = False,
+    force: bool = False,
+    retry: bool = True,
+) -> list[RunRecord]:
+    """Run `method` on `task` for seeds 0 .. seeds-1 on one split, as `uqbench run` does; one record per seed.
+
+    Args:
+        settings: `[SCOPE.][PART.]KEY=VALUE` texts, as `--set` takes them (e.g. "epochs=50", "p=0.1").
+        config: an experiment file (its `[set]` settings apply, below `settings`).
+        out: the results directory; runs it already holds are not repeated (unless `force`; failed ones are
+            tried again unless `retry` is False).
+        data_dir: read dataset files from here, never download.
+
+    Raises:
+        UserError: bad input (an unknown name, a bad value, missing data); the message is the CLI's error line.
+    """
+    from uqbench.experiment import CommandLine, load_experiment, run_request
+    from uqbench.spec import plan
+
+    data = Path(data_dir) if data_dir is not None else None
+    file = load_experiment(Path(config))[0] if config is not None else None
+    line = CommandLine(settings=tuple(settings), data_dir=data)
+    the_plan = plan(run_request(method, task, seeds, split, line, file))
+    options = RunOptions(out=Path(out), device=device, data_dir=data, save_predictions=save_predictions,
+                         force=force, retry=retry, refresh_since=time.time())
+    return [record for _, record, _ in run_in_process(the_plan, options)]
+
+
+def run_in_process(the_plan: Plan, options: RunOptions) -> Iterator[tuple[RunSpec, RunRecord, bool]]:
+    """Run a plan's specs one by one in this process: yields (spec, record, computed now?) for each.
+
+    The plan's files are made available first; an 'error' record (the environment failed) stops it with a
+    UserError, as bad input does.
+    """
+    from uqbench.runner import Runner
+
+    the_plan.prepare()
+    runner = Runner(options)
+    for spec in the_plan.specs:
+        record, fresh = runner.run(spec)
+        if record.status == "error":
+            raise UserError(record.error["message"])  # type: ignore[index]
+        yield spec, record, fresh
+
+
+__all__ = ["run", "run_in_process"]
