@@ -311,6 +311,90 @@ def _print_board(board, fmt: str) -> None:
 
 
 @app.command()
+def reproduce(
+    protocol: Annotated[str, typer.Argument(help="A shipped protocol (see `uqbench list protocols`) or a .toml file.")],
+    datasets: Annotated[
+        Optional[str], typer.Option("--datasets", help="Comma-separated datasets: boston or uci-boston (default: all).")
+    ] = None,
+    splits: Annotated[Optional[int], typer.Option("--splits", help="Only the first N splits of every dataset.")] = None,
+    k: Annotated[float, typer.Option("--k", help="Tolerance in combined standard errors.")] = 2.0,
+    jobs: Annotated[int, typer.Option("--jobs", help="Runs at a time (worker processes, or Ray CPUs).")] = 1,
+    executor: Annotated[str, typer.Option("--executor", help="local (this machine) or ray.")] = "local",
+    address: Annotated[
+        Optional[str], typer.Option("--address", help="Ray cluster to join ('auto' or HOST:PORT); none starts a local Ray.")
+    ] = None,
+    out: OutOpt = Path("results"),
+    fmt: FormatOpt = "table",
+    no_run: Annotated[bool, typer.Option("--no-run", help="Run nothing; compare what the store holds.")] = False,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    data_dir: DataDirOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a paper's protocol (what the store lacks) and set the results beside its published table.
+
+    Exit 0 when every compared cell is within K combined standard errors, 1 when one is not, 2 on bad input.
+    """
+    from uqbench import protocols
+    from uqbench import reproduce as rep
+    from uqbench.compare import check_device, plan_records
+    from uqbench.experiment import CommandLine, compare_request
+    from uqbench.report import emit
+    from uqbench.results import ResultStore
+    from uqbench.runner import RunOptions
+    from uqbench.spec import plan
+
+    with user_errors():
+        _check_format(fmt)
+        if not k > 0:
+            raise BadConfig(f"--k {k}: must be positive")
+        proto = protocols.load(protocol)
+        tasks = _datasets(_names(datasets, "--datasets"), proto)
+        request, needs_gpu = compare_request(CommandLine(tasks=tasks, splits=splits, data_dir=data_dir), proto.experiment)
+        the_plan = plan(request)
+        store = ResultStore(out)
+        if not no_run:
+            check_device(needs_gpu, device)
+            the_plan.prepare()
+            options = RunOptions(out=out, device=device, data_dir=data_dir, refresh_since=time.time())
+            _run_plan(the_plan, store, options, (jobs, executor, address), quiet)
+        cells = rep.compare(proto.reference, plan_records(the_plan, store), list(request.tasks), k)
+        subset = _subset(the_plan, proto)
+    if fmt == "json":
+        typer.echo(json.dumps(rep.to_json(proto, cells, k, subset), indent=2, allow_nan=False, default=str))
+    else:
+        columns, rows, title = rep.table(proto, cells, fmt, k, subset)
+        emit(_wide_stdout(), columns, rows, fmt, title=title)  # type: ignore[arg-type]
+        if fmt != "csv":
+            typer.echo(f"\nreference: {proto.reference.source}", err=fmt == "table")
+    if not rep.verdict(cells):
+        raise typer.Exit(1)
+
+
+def _datasets(names: tuple[str, ...] | None, proto) -> tuple[str, ...] | None:
+    """--datasets as the protocol's task names ('boston' -> 'uci-boston'); every one must be in the protocol."""
+    if names is None:
+        return None
+    planned = proto.experiment.tasks or ()
+    out = []
+    for name in names:
+        match = [t for t in planned if t == name or t == f"uci-{name}"]
+        if not match:
+            short = ", ".join(t.removeprefix("uci-") for t in planned)
+            raise BadConfig(f"--datasets {name!r}: protocol {proto.name!r} has no such dataset; it has: {short}")
+        out.append(match[0])
+    return tuple(out)
+
+
+def _subset(the_plan, proto) -> str:
+    """'' when every split of every dataset ran; else what was used (the comparison says it used a subset)."""
+    used = {t: len(s) for t, s in the_plan.splits.items()}
+    full = {t: task.n_splits() for t, task in the_plan.tasks.items()}
+    if all(used[t] == full[t] for t in used):
+        return ""
+    return "; a subset: " + ", ".join(f"{t.removeprefix('uci-')} {used[t]} of {full[t]} splits" for t in used)
+
+
+@app.command()
 def check(
     baseline: Annotated[Path, typer.Argument(help="Baseline from `uqbench compare --format json`.")],
     results: Annotated[Path, typer.Option("--results", help="Results directory to check.")] = Path("results"),

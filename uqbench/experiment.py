@@ -19,6 +19,13 @@ An experiment file is TOML with two tables, both optional:
     [set.uci-yacht.mc-dropout]  # one method on one task
     p = 0.1
 
+    [search]                    # optional: a per-run grid search (see `uqbench.search`)
+    metric = "nll"
+    validation = "tail"
+    fraction = 0.2
+    [search.grid]
+    p = [0.01, 0.05]
+
 A table inside `[set]` named `method`, `task`, `recipe` or `backbone` names the part a key belongs to (needed only
 when a key is in two parts). The command line beats the file, and the file beats the suite: `--tasks` replaces
 the file's tasks, `--set` settings beat the file's (see `uqbench.spec` for the whole order). Anything the reader
@@ -33,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from uqbench.errors import BadConfig, UserError
-from uqbench.spec import CONFIG_FILE, FLAG, SET, SUITE, Request, Setting, parse_setting, setting_at
+from uqbench.search import Holdout
+from uqbench.spec import CONFIG_FILE, FLAG, SET, SUITE, Request, SearchRequest, Setting, parse_setting, setting_at
 from uqbench.suites import Suite, suites
 
 DEFAULT_SUITE = "quick"
@@ -51,6 +59,7 @@ class Experiment:
         tasks: task names.
         seeds: seeds per split; splits: the first N splits (0 = every split).
         settings: its settings, in the file's order.
+        search: its `[search]` table, or None.
         source: the file, for messages.
     """
 
@@ -61,6 +70,7 @@ class Experiment:
     seeds: int | None = None
     splits: int | None = None
     settings: tuple[Setting, ...] = ()
+    search: SearchRequest | None = None
     source: str = ""
 
 
@@ -85,9 +95,10 @@ def read_toml(path: Path) -> dict[str, Any]:
 def load_experiment(path: Path, extra_tables: tuple[str, ...] = ()) -> tuple[Experiment, dict[str, Any]]:
     """Read an experiment file; returns it and its `extra_tables` (for readers that extend the format)."""
     data = read_toml(path)
-    unknown = sorted(set(data) - {"plan", "set", *extra_tables})
+    tables = ["plan", "set", "search", *extra_tables]
+    unknown = sorted(set(data) - set(tables))
     if unknown:
-        raise BadConfig(f"{path}: unknown table or key {unknown[0]!r}; expected: {', '.join(['plan', 'set', *extra_tables])}")
+        raise BadConfig(f"{path}: unknown table or key {unknown[0]!r}; expected: {', '.join(tables)}")
     plan = _table(data, "plan", path)
     for key in plan:
         if key not in PLAN_KEYS:
@@ -100,6 +111,7 @@ def load_experiment(path: Path, extra_tables: tuple[str, ...] = ()) -> tuple[Exp
         seeds=_count(plan, "seeds", path),
         splits=_splits(plan.get("splits"), path),
         settings=tuple(settings_of(_table(data, "set", path), [], CONFIG_FILE, f"{path}: set")),
+        search=search_of(data["search"], path) if "search" in data else None,
         source=str(path),
     )
     return experiment, {name: data[name] for name in extra_tables if name in data}
@@ -119,10 +131,54 @@ def settings_of(table: dict[str, Any], path: list[str], layer: int, source: str)
     return out
 
 
-def _table(data: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+SEARCH_KEYS = ("metric", "validation", "fraction", "grid")
+
+
+def search_of(table: Any, path: Path) -> SearchRequest:
+    """A `[search]` table: metric, validation rule and fraction, and the grid axes (lists, scoped like [set])."""
+    from uqbench.metrics import metric_spec
+
+    if not isinstance(table, dict):
+        raise BadConfig(f"{path}: search: expected a table; got {table!r}")
+    for key in table:
+        if key not in SEARCH_KEYS:
+            raise BadConfig(f"{path}: search.{key}: unknown key; expected one of {', '.join(SEARCH_KEYS)}")
+    metric = table.get("metric")
+    if not isinstance(metric, str):
+        raise BadConfig(f"{path}: search.metric: expected a metric key such as 'nll'; got {metric!r}")
+    try:
+        metric_spec(metric)
+    except KeyError as exc:
+        raise BadConfig(f"{path}: search.metric: {exc.args[0]}") from None
+    try:
+        holdout = Holdout(table.get("validation", "tail"), table.get("fraction", 0.2))
+    except BadConfig as exc:
+        raise BadConfig(f"{path}: search: {exc}") from None
+    grid = _table(table, "grid", path, "search.grid")
+    axes = _axes(grid, [], f"{path}: search.grid")
+    if not axes:
+        raise BadConfig(f"{path}: search.grid: expected at least one axis, e.g. p = [0.01, 0.05]")
+    return SearchRequest(metric, holdout, tuple(axes), str(path))
+
+
+def _axes(table: dict[str, Any], path: list[str], source: str) -> list[Setting]:
+    """The grid axes of a (nested) table: a list of values per key; tables narrow the scope as in [set]."""
+    out = []
+    for key, value in table.items():
+        where = ".".join([*path, key])
+        if isinstance(value, dict):
+            out += _axes(value, [*path, key], source)
+        elif not isinstance(value, list) or not value or any(isinstance(v, (list, dict)) for v in value):
+            raise BadConfig(f"{source}.{where}: expected a non-empty list of values; got {value!r}")
+        else:
+            out.append(setting_at([*path, key], tuple(value), CONFIG_FILE, f"{source}.{where}", text=False))
+    return out
+
+
+def _table(data: dict[str, Any], name: str, path: Path, where: str | None = None) -> dict[str, Any]:
     table = data.get(name, {})
     if not isinstance(table, dict):
-        raise BadConfig(f"{path}: {name}: expected a table; got {table!r}")
+        raise BadConfig(f"{path}: {where or name}: expected a table; got {table!r}")
     return table
 
 
@@ -200,6 +256,7 @@ def compare_request(line: CommandLine, file: Experiment | None = None) -> tuple[
         exclude=tuple(line.exclude or file.exclude or (suite.exclude if suite else ())),
         settings=(*_suite_settings(suite_name, suite), *file.settings, *_line_settings(line)),
         data_dir=line.data_dir,
+        search=file.search,
     )
     return request, bool(suite is not None and suite.needs_gpu)
 
@@ -218,6 +275,7 @@ def run_request(method: str | None, task: str | None, seeds: int | None, split: 
         settings=(*file.settings, *_line_settings(line)),
         data_dir=line.data_dir,
         strict=True,
+        search=file.search,
     )
 
 

@@ -9,13 +9,15 @@ from uqbench.errors import BadConfig
 
 
 def list_rows(what: str, verbose: bool) -> tuple[list[str], list[list[Any]], list[str]]:
-    """(columns, rows, broken plugins) for `list methods` or `list tasks`."""
+    """(columns, rows, broken plugins) for `list methods`, `list tasks` or `list protocols`."""
+    if what == "protocols":
+        return (*protocol_rows(verbose), [])
     if what == "methods":
         from uqbench.methods import methods as registry
     elif what == "tasks":
         from uqbench.tasks import tasks as registry
     else:
-        raise BadConfig(f"list {what!r}: expected 'methods' or 'tasks'")
+        raise BadConfig(f"list {what!r}: expected 'methods', 'tasks' or 'protocols'")
     items = registry.loaded()
     broken = [f"{p.name} ({p.origin}): {p.status}" for p in registry.plugins() if p.status.startswith("error")]
     rows = []
@@ -48,6 +50,24 @@ def _task_text(cls: type) -> str:
     parts = [_config_text(cls.Config), f"recipe: {_config_text(type(cls.recipe), cls.recipe)}",
              f"backbone: {_config_text(type(cls.backbone), cls.backbone)}"]
     return "; ".join(p for p in parts if p)
+
+
+def protocol_rows(verbose: bool) -> tuple[list[str], list[list[Any]]]:
+    """(columns, rows) of the shipped paper protocols."""
+    from uqbench import protocols
+
+    rows = []
+    for name in protocols.names():
+        p = protocols.load(name)
+        reference = p.reference.runner or f"published ({'standard errors' if p.reference.spread == 'se' else 'standard deviations'})"
+        methods = p.experiment.methods
+        row = [name, p.version, ", ".join(methods) if isinstance(methods, tuple) else methods,
+               str(len(p.experiment.tasks or ())), "yes" if p.experiment.search else "no", reference, p.title]
+        if verbose:
+            row.append(p.citation)
+        rows.append(row)
+    columns = ["protocol", "version", "methods", "tasks", "search", "reference", "title"]
+    return columns + (["citation"] if verbose else []), rows
 
 
 def plugin_rows() -> tuple[list[str], list[list[Any]]]:

@@ -39,6 +39,7 @@ class RunKey:
     backbone: dict[str, Any] = field(default_factory=dict)  # the BackboneConfig
     data: dict[str, str] = field(default_factory=dict)  # the task's fingerprint of the split's data
     code: dict[str, str] = field(default_factory=dict)  # uqbench version, method and task origins
+    search: dict[str, Any] | None = None  # a per-run grid search (uqbench.search.Search.to_dict), or None
 
     @property
     def id(self) -> str:

@@ -31,6 +31,7 @@ from uqbench.methods.base import ood_score
 from uqbench.metrics import default_ood_score, evaluate
 from uqbench.prediction import Categorical, Gaussian, GaussianMixture, Prediction
 from uqbench.results import ResultStore, RunRecord, clean_metrics, write_atomic
+from uqbench.search import best
 from uqbench.spec import RunSpec
 from uqbench.tasks import TaskData
 from uqbench.training import NullProgress, Progress, seeded
@@ -108,46 +109,33 @@ class Runner:
         return record, True
 
     def execute(self, spec: RunSpec) -> RunRecord:
-        """Train, predict and evaluate one run. A RunFailed or a crash inside the method gives a 'failed' record; a
-        UserError (data missing or changed, a setting this machine cannot run) an 'error' record."""
+        """Train, predict and evaluate one run (after its hyperparameter search, if it has one). A RunFailed or a
+        crash inside the method gives a 'failed' record; a UserError (data missing or changed, a setting this
+        machine cannot run) an 'error' record."""
         key = spec.key()
         record = RunRecord(key=key, status="ok", method_source=key.code.get("method", "builtin"),
                            env=environment(self.device))
         record.created_at = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        phase = "load"
-        if hasattr(self.options.progress, "label"):
-            self.options.progress.label = f"{spec.method} on {spec.task}, seed {spec.seed} split {spec.split}"
+        phase = ["load"]  # the phase the run is in, kept up to date by _fit_predict for the error message
+        label = f"{spec.method} on {spec.task}, seed {spec.seed} split {spec.split}"
         try:
-            data = spec.make_task(self.options.data_dir).load(spec.seed, spec.split)
+            task = spec.make_task(self.options.data_dir)
+            data = task.load(spec.seed, spec.split)
             if data.data_sha256 != spec.data:
                 raise DataChanged(spec, data.data_sha256)
             record.data_sha256, record.info = dict(data.data_sha256), dict(data.info)
             record.n = {"train": len(data.train), "val": len(data.val) if data.val else 0, "test": len(data.test)}
             record.n.update({f"ood.{k}": int(v.shape[0]) for k, v in data.ood.items()})
-            self.artifacts.used.clear()
-            ctx = FitContext(
-                recipe=spec.recipe,
-                backbone=spec.backbone.spec(data.in_shape),
-                seed=spec.seed,
-                device=self.device,
-                artifacts=self.artifacts,
-                artifact_key=spec.shared_key(),
-                progress=self.options.progress,
-                train_transform=data.train_transform,
-            )
-            with seeded(spec.seed):
-                phase = "fit"
+            fitted = spec
+            if spec.search is not None:
+                phase[0] = "search"
                 t0 = time.perf_counter()
-                predictor = spec.make_method().fit(data, ctx)
-                record.timings_s["fit"] = time.perf_counter() - t0
-                record.info.update(getattr(predictor, "info", {}))
-                record.info.setdefault("n_params", count_parameters(predictor))
-                record.artifacts["backbone"] = next(iter(self.artifacts.used), None)
-                phase = "predict"
-                t0 = time.perf_counter()
-                outputs = predict_all(predictor, data, self.device)
-                record.timings_s["predict"] = time.perf_counter() - t0
-            phase = "evaluate"
+                chosen, record.info["search"] = self._search(spec, task, label)
+                record.timings_s["search"] = time.perf_counter() - t0
+                fitted = dataclasses.replace(spec.with_values(chosen), search=None)
+            self._label(label)
+            predictor, outputs = self._fit_predict(fitted, data, record, phase)
+            phase[0] = "evaluate"
             t0 = time.perf_counter()
             metrics = evaluate(outputs.test, outputs.targets, outputs.score, outputs.ood_scores)
             record.metrics, record.warnings = clean_metrics(metrics)
@@ -157,13 +145,80 @@ class Runner:
                 save_predictions(self.options.out / record.predictions, outputs)
         except UserError as exc:  # the environment or a setting this machine cannot run: not a result
             record.status, record.metrics = "error", {}
-            record.error = {"phase": phase, "type": type(exc).__name__, "message": str(exc)}
+            record.error = {"phase": phase[0], "type": type(exc).__name__, "message": str(exc)}
         except Exception as exc:  # one failed run (RunFailed, or a crash inside a method) must not stop the others
             record.status, record.metrics = "failed", {}
-            record.error = {"phase": phase, "type": type(exc).__name__, "message": str(exc)}
+            record.error = {"phase": phase[0], "type": type(exc).__name__, "message": str(exc)}
             if not isinstance(exc, RunFailed):
                 record.error["traceback"] = traceback.format_exc(limit=8)
         return record
+
+    def _fit_predict(self, spec: RunSpec, data: TaskData, record: RunRecord | None = None,
+                     phase: list[str] | None = None) -> tuple[Predictor, Outputs]:
+        """Fit the spec's method on `data` and predict its test and OOD sets; fills the record's timings, info
+        and artifacts when one is given."""
+        phase = phase if phase is not None else [""]
+        self.artifacts.used.clear()
+        ctx = FitContext(
+            recipe=spec.recipe,
+            backbone=spec.backbone.spec(data.in_shape),
+            seed=spec.seed,
+            device=self.device,
+            artifacts=self.artifacts,
+            artifact_key=spec.shared_key(),
+            progress=self.options.progress,
+            train_transform=data.train_transform,
+        )
+        with seeded(spec.seed):
+            phase[0] = "fit"
+            t0 = time.perf_counter()
+            predictor = spec.make_method().fit(data, ctx)
+            fit_s = time.perf_counter() - t0
+            phase[0] = "predict"
+            t0 = time.perf_counter()
+            outputs = predict_all(predictor, data, self.device)
+            predict_s = time.perf_counter() - t0
+        if record is not None:
+            record.timings_s.update(fit=fit_s, predict=predict_s)
+            record.info.update(getattr(predictor, "info", {}))
+            record.info.setdefault("n_params", count_parameters(predictor))
+            record.artifacts["backbone"] = next(iter(self.artifacts.used), None)
+        return predictor, outputs
+
+    def _search(self, spec: RunSpec, task, label: str) -> tuple[dict[tuple[str, str], Any], dict[str, Any]]:
+        """Score every grid point on the validation part; returns the best point and the report for the record.
+
+        A candidate whose training fails (a NaN loss, say) scores worst and is recorded with its error.
+        """
+        search = spec.search
+        assert search is not None
+        held_out = task.load_holdout(spec.seed, spec.split, search.holdout)
+        data = {**spec.data, "holdout": search.holdout.describe()}  # its own artifacts: it trains on fewer rows
+        candidates, report = search.candidates(), []
+        for i, values in enumerate(candidates):
+            self._label(f"{label}, candidate {i + 1}/{len(candidates)}")
+            candidate = dataclasses.replace(spec.with_values(values), search=None, data=data)
+            entry: dict[str, Any] = {"settings": {f"{p}.{k}": v for (p, k), v in values.items()}}
+            try:
+                _, outputs = self._fit_predict(candidate, held_out)
+                scores = evaluate(outputs.test, outputs.targets, outputs.score, outputs.ood_scores)
+                entry["score"] = clean_metrics({search.metric: scores[search.metric]})[0][search.metric]
+            except UserError:
+                raise
+            except Exception as exc:
+                entry.update(score=None, error=f"{type(exc).__name__}: {exc}")
+            report.append(entry)
+        chosen = best([e["score"] for e in report], search.metric)
+        if report[chosen]["score"] is None:
+            raise RunFailed(f"every candidate of the search failed; the first: {report[0]['error']}")
+        summary = {**search.to_dict(), "n_train": len(held_out.train), "n_validation": len(held_out.test),
+                   "candidates": report, "chosen": report[chosen]["settings"]}
+        return candidates[chosen], summary
+
+    def _label(self, text: str) -> None:
+        """Name the run (and search candidate) the training progress belongs to."""
+        if hasattr(self.options.progress, "label"):
+            self.options.progress.label = text
 
 
 class DataChanged(UserError):

@@ -31,6 +31,7 @@ from uqbench import config as cfgmod
 from uqbench.errors import BadConfig, UnknownName
 from uqbench.models import BackboneConfig
 from uqbench.results import RunKey
+from uqbench.search import Holdout, Search
 from uqbench.training import TrainConfig
 
 PARTS = ("method", "task", "recipe", "backbone")
@@ -122,6 +123,7 @@ class RunSpec:
     split: int
     data: dict[str, str] = field(default_factory=dict)
     code: dict[str, str] = field(default_factory=dict)
+    search: Search | None = None
 
     def key(self) -> RunKey:
         return RunKey(
@@ -135,6 +137,7 @@ class RunSpec:
             split=self.split,
             data=dict(self.data),
             code=dict(self.code),
+            search=None if self.search is None else self.search.to_dict(),
         )
 
     @property
@@ -144,9 +147,20 @@ class RunSpec:
     def shared_key(self) -> dict[str, Any]:
         """The key minus the method: what a network shared between methods (the cached MAP network) depends on."""
         key = dataclasses.asdict(self.key())
-        del key["method"], key["method_config"]
+        del key["method"], key["method_config"], key["search"]
         key["code"] = {"uqbench": self.code.get("uqbench")}
         return key
+
+    def with_values(self, values: dict[tuple[str, str], Any]) -> RunSpec:
+        """This spec with {(part, key): value} set (typed values; each part validated again)."""
+        configs = {"method": self.method_config, "task": self.task_config, "recipe": self.recipe,
+                   "backbone": self.backbone}
+        for part in {p for p, _ in values}:
+            config = configs[part]
+            fields = {**cfgmod.to_dict(config), **{k: v for (p, k), v in values.items() if p == part}}
+            configs[part] = cfgmod.build(type(config), fields, owners(self.method, self.task)[part])
+        return dataclasses.replace(self, method_config=configs["method"], task_config=configs["task"],
+                                   recipe=configs["recipe"], backbone=configs["backbone"])
 
     def make_method(self):
         from uqbench.methods import methods
@@ -176,7 +190,19 @@ class RunSpec:
             split=key.split,
             data=dict(key.data),
             code=dict(key.code),
+            search=None if key.search is None else Search.from_dict(key.search),
         )
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """What a `[search]` table asks for (see `uqbench.search`); its grid axes are settings whose value is the
+    tuple of values to try, scoped like any setting."""
+
+    metric: str
+    holdout: Holdout
+    grid: tuple[Setting, ...]
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -192,6 +218,7 @@ class Request:
         settings: every setting, any layer, in the order given.
         data_dir: where tasks read their files.
         strict: an unsupported (method, task) pair is an error (`run`) instead of a skipped pair (`compare`).
+        search: a per-run grid search for the runs whose parts have its axes (see `uqbench.search`).
     """
 
     methods: tuple[str, ...] | str
@@ -203,6 +230,7 @@ class Request:
     settings: tuple[Setting, ...] = ()
     data_dir: Path | None = None
     strict: bool = False
+    search: SearchRequest | None = None
 
 
 @dataclass
@@ -260,7 +288,7 @@ def plan(request: Request) -> Plan:
     names = method_names(request.methods, request.exclude)
     for name in request.tasks:
         tasks.get(name)
-    used: set[int] = set()
+    used: set[int] = set()  # indices of the settings, then of the grid axes (offset by len(settings))
     out = Plan([])
     fingerprints: dict[tuple[str, int], dict[str, str]] = {}
     for task_name in request.tasks:
@@ -277,7 +305,8 @@ def plan(request: Request) -> Plan:
                 data = fingerprints[task_name, split]
                 out.specs += [dataclasses.replace(pair["spec"], seed=seed, split=split, data=data)
                               for seed in range(request.seeds)]
-    for i, s in enumerate(request.settings):
+    axes = request.search.grid if request.search is not None else ()
+    for i, s in enumerate((*request.settings, *axes)):
         if i not in used:
             _check_unused(s, names, request.tasks)
     return out
@@ -340,27 +369,18 @@ def _resolve_pair(method_name: str, task_name: str, request: Request, used: set[
 
     method_cls, task_cls = methods.get(method_name), tasks.get(task_name)
     parts = {"method": method_cls.Config, "task": task_cls.Config, "recipe": TrainConfig, "backbone": BackboneConfig}
-    owners = {"method": f"method {method_name!r}", "task": f"task {task_name!r}", "recipe": "the training recipe",
-              "backbone": "the backbone"}
+    named = owners(method_name, task_name)
     types = {part: cfgmod.field_types(cls) for part, cls in parts.items()}
     overrides: dict[str, dict[str, Any]] = {part: {} for part in PARTS}
     origins: dict[tuple[str, str], str] = {}  # (part, key) -> the source of the setting that won
-    order = sorted(range(len(request.settings)),
-                   key=lambda i: (request.settings[i].layer, request.settings[i].specificity, i))
-    for i in order:
-        s = request.settings[i]
-        if not s.applies(method_name, task_name):
-            continue
-        part = _part_of(s, types)
-        if part is None:
-            continue
+    for i, s, part in _applicable(request.settings, method_name, task_name, types):
         used.add(i)
-        overrides[part][s.key] = _typed(s, types[part][s.key], owners[part])
+        overrides[part][s.key] = _typed(s, types[part][s.key], named[part])
         origins[part, s.key] = s.source
 
     def build(part: str, config_cls: type, fields: dict[str, Any]) -> Any:
         try:
-            return cfgmod.build(config_cls, fields, owners[part])
+            return cfgmod.build(config_cls, fields, named[part])
         except cfgmod.ConstraintError as exc:  # name the setting that gave the value, when one did
             source = origins.get((part, exc.key))
             if source is None:
@@ -379,7 +399,46 @@ def _resolve_pair(method_name: str, task_name: str, request: Request, used: set[
     backbone = build("backbone", BackboneConfig, _backbone_fields(task_cls.backbone, overrides["backbone"]))
     code = {"uqbench": _version(), "method": methods.origin(method_name), "task": tasks.origin(task_name)}
     spec = RunSpec(method_name, method_config, task_name, task_config, recipe, backbone, 0, 0, {}, code)
+    if request.search is not None:
+        spec = dataclasses.replace(spec, search=_search(spec, request, types, named, used))
     return {"spec": spec, "task": task_cls(task_config, data_dir=request.data_dir)}
+
+
+def owners(method: str, task: str) -> dict[str, str]:
+    """How messages name each part of a run: "method 'vbll'", "task 'uci-boston'", "the training recipe", ..."""
+    return {"method": f"method {method!r}", "task": f"task {task!r}", "recipe": "the training recipe",
+            "backbone": "the backbone"}
+
+
+def _applicable(settings: tuple[Setting, ...], method: str, task: str, types: dict[str, dict[str, Any]]):
+    """(index, setting, part) of every setting this pair takes, lowest precedence first (see the module doc)."""
+    order = sorted(range(len(settings)), key=lambda i: (settings[i].layer, settings[i].specificity, i))
+    for i in order:
+        s = settings[i]
+        if s.applies(method, task):
+            part = _part_of(s, types)
+            if part is not None:
+                yield i, s, part
+
+
+def _search(spec: RunSpec, request: Request, types: dict[str, dict[str, Any]], named: dict[str, str],
+            used: set[int]) -> Search | None:
+    """The pair's grid (the axes it takes, each value typed and checked against its config), or None."""
+    assert request.search is not None
+    axes: dict[tuple[str, str], tuple[Any, ...]] = {}
+    offset = len(request.settings)
+    for i, s, part in _applicable(request.search.grid, spec.method, spec.task, types):
+        used.add(offset + i)
+        values = tuple(_typed(dataclasses.replace(s, value=v), types[part][s.key], named[part]) for v in s.value)
+        for value in values:
+            try:
+                spec.with_values({(part, s.key): value})
+            except BadConfig as exc:
+                raise BadConfig(f"{s.source}: {exc}") from None
+        axes[part, s.key] = values
+    if not axes:
+        return None
+    return Search(request.search.metric, request.search.holdout, tuple((p, k, v) for (p, k), v in sorted(axes.items())))
 
 
 def _part_of(s: Setting, types: dict[str, dict[str, Any]]) -> str | None:

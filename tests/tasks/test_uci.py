@@ -92,6 +92,20 @@ def test_standardised_with_training_statistics_and_constant_column_kept_finite(t
     assert abs(float(data.train.y.mean())) < 1e-6 and abs(float(data.train.y.std(unbiased=False)) - 1) < 1e-6
 
 
+def test_holdout_is_the_last_fifth_of_the_training_rows_standardised_on_the_rest(tiny: Path) -> None:
+    """The dropout repository's search: validation = the last 20 % of the split's training rows in file order; the
+    network standardises the remaining 80 % on their own statistics."""
+    from uqbench.search import Holdout
+
+    data = task(tiny).load_holdout(seed=0, split=1, holdout=Holdout("tail", 0.2))
+    order = np.loadtxt(tiny / FOLDER / "index_train_1.txt", dtype=int).tolist()
+    keep = int(0.8 * len(order))
+    assert original(data.train, data).tolist() == order[:keep]
+    assert original(data.test, data).tolist() == order[keep:]
+    assert abs(float(data.train.y.mean())) < 1e-6 and abs(float(data.train.y.std(unbiased=False)) - 1) < 1e-6
+    torch.testing.assert_close(data.train.x[:, :2].double().mean(0), torch.zeros(2, dtype=torch.float64), atol=1e-6, rtol=0)
+
+
 def test_seed_does_not_change_a_standard_split(tiny: Path) -> None:
     a, b = task(tiny).load(seed=0, split=1), task(tiny).load(seed=7, split=1)
     assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)

@@ -5,7 +5,7 @@ confidence in 15 bins [e_b, e_{b+1}), the last one closed; OOD scores are "highe
 Metric keys are flat and stable:
 
 - classification: `accuracy`, `nll`, `brier`, `ece`, `ece_adaptive`, `ece_classwise`, `mce`, `aurc`;
-- regression: `rmse`, `mae`, `nll`, `crps`, `coverage90`, `coverage95`, `qce`;
+- regression: `rmse`, `mae`, `nll`, `nll_moments`, `crps`, `coverage90`, `coverage95`, `qce`;
 - per OOD set (both kinds): `ood.<set>.auroc`, `ood.<set>.aupr_in`, `ood.<set>.aupr_out`, `ood.<set>.fpr95`.
 """
 
@@ -84,6 +84,9 @@ REGRESSION: dict[str, MetricSpec] = {
     "mae": MetricSpec(regression.mae, "regression", False, "target units", "mean absolute error"),
     "nll": MetricSpec(
         regression.gaussian_nll, "regression", False, "nats", "negative log predictive density per example"
+    ),
+    "nll_moments": MetricSpec(
+        regression.moment_nll, "regression", False, "nats", "NLL of the moment-matched Gaussian (exact `nll` for one)"
     ),
     "crps": MetricSpec(regression.crps, "regression", False, "target units", "continuous ranked probability score"),
     "coverage90": MetricSpec(

@@ -21,6 +21,7 @@ from torch import Tensor
 from uqbench.config import Checked
 from uqbench.models import BackboneConfig
 from uqbench.registry import Registry
+from uqbench.search import Holdout
 from uqbench.training import TrainConfig
 
 TaskKind = Literal["regression", "classification"]
@@ -132,6 +133,18 @@ class Task(ABC):
     @abstractmethod
     def load(self, seed: int, split: int) -> TaskData:
         """Build the data for one repetition. Must be a pure function of (config, seed, split, files)."""
+
+    def load_holdout(self, seed: int, split: int, holdout: Holdout) -> TaskData:
+        """The training part of (seed, split) cut in two for a hyperparameter search: `train` the kept rows,
+        `test` the held-out ones, no validation or OOD sets.
+
+        This default carves the loaded tensors and keeps the task's scaling; a task that can standardise the
+        kept rows on their own statistics (as the UCI tasks do, like the dropout repository's search) overrides it.
+        """
+        data = self.load(seed, split)
+        keep, held = (torch.as_tensor(rows) for rows in holdout.rows(len(data.train), seed))
+        x, y = data.train.x, data.train.y
+        return dataclasses.replace(data, train=Split(x[keep], y[keep]), test=Split(x[held], y[held]), val=None, ood={})
 
     @classmethod
     def summary(cls) -> str:

@@ -29,6 +29,7 @@ from uqbench.config import Checked
 from uqbench.datasets import DatasetCard, fetch, load_card
 from uqbench.errors import BadConfig
 from uqbench.models import BackboneConfig
+from uqbench.search import Holdout
 from uqbench.tasks.base import Split, Task, TaskData, tasks
 from uqbench.training import TrainConfig
 
@@ -95,6 +96,18 @@ class UCITask(Task):
             fetch(self.card, name, self.data_dir)
 
     def load(self, seed: int, split: int) -> TaskData:
+        x, y, parts = self._rows(seed, split)
+        return self._task_data(x, y, parts, self.fingerprint(split))
+
+    def load_holdout(self, seed: int, split: int, holdout: Holdout) -> TaskData:
+        """The training rows (in their index file's order) cut by `holdout`, standardised on the kept rows alone:
+        what the dropout repository's grid search does (`normalize=True` on the 80 % part)."""
+        x, y, parts = self._rows(seed, split)
+        keep, held = holdout.rows(len(parts[0]), seed)
+        return self._task_data(x, y, [parts[0][keep], parts[0][held]], self.fingerprint(split))
+
+    def _rows(self, seed: int, split: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """Inputs [N, F] and targets [N, 1] in original units, and the row indices of the split's parts."""
         files = self.files(split)
         paths = {name: fetch(self.card, name, self.data_dir) for name in files}
         table = np.loadtxt(paths["data.txt"], dtype=np.float64, ndmin=2)
@@ -104,7 +117,7 @@ class UCITask(Task):
             parts = [_indices(paths[f"index_train_{split}.txt"]), _indices(paths[f"index_test_{split}.txt"])]
         else:
             parts = _vbll_parts(len(table), seed)
-        return self._task_data(x, y, parts, self.fingerprint(split))
+        return x, y, parts
 
     def _task_data(self, x: np.ndarray, y: np.ndarray, parts: list[np.ndarray], sha256: dict[str, str]) -> TaskData:
         """x [N, F], y [N, 1] in original units; parts: row indices of train (, validation), test."""
