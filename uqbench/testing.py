@@ -4,6 +4,10 @@ Plugin authors run the same checks the uqbench test suite runs over every regist
 
     from uqbench.testing import check_method
     check_method(MyMethod)            # raises AssertionError naming the failed check
+
+Besides fitting tiny tasks, `check_method` builds the method's Config with the values its declared constraints
+refuse (`invalid_values`: just outside every declared range, infinity, an unknown choice), so a method writes no
+validation tests of its own for single fields.
 """
 
 from __future__ import annotations
@@ -11,11 +15,16 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import pickle
+import types
+import typing
+from typing import Any, Literal, Union
 
 import torch
 
-from uqbench.errors import Unsupported
+from uqbench.config import Interval, build, field_constraints, field_types
+from uqbench.errors import BadConfig, Unsupported
 from uqbench.methods.base import FitContext, Method, ood_score
 from uqbench.models import BackboneSpec
 from uqbench.prediction import Categorical, Gaussian, GaussianMixture, Prediction
@@ -53,6 +62,7 @@ def tiny_context(seed: int = 0) -> FitContext:
 def check_method(method_cls: type[Method]) -> None:
     """Run every conformance check on a Method subclass; raises AssertionError naming the failed check."""
     _check_config(method_cls)
+    _check_declared_constraints(method_cls)
     for kind in KINDS:
         if kind in method_cls.kinds:
             _check_fit(method_cls, kind)
@@ -66,6 +76,55 @@ def _check_config(method_cls: type[Method]) -> None:
     text = json.dumps(dataclasses.asdict(config))
     assert method_cls.Config(**json.loads(text)) == config, "Config does not round-trip through JSON"
     assert method_cls.summary(), f"{method_cls.__name__} has no docstring summary"
+
+
+def _check_declared_constraints(method_cls: type[Method]) -> None:
+    """Every value outside a field's declared range or choices is refused with a BadConfig naming the field."""
+    owner = f"method {method_cls.name or method_cls.__name__!r}"
+    for name, value in invalid_values(method_cls.Config):
+        try:
+            build(method_cls.Config, {name: value}, owner)
+        except BadConfig as exc:
+            assert repr(name) in str(exc), f"the error for {name}={value!r} does not name {name!r}: {exc}"
+        else:
+            raise AssertionError(f"{method_cls.__name__}.Config accepts {name}={value!r}, outside its declared range")
+
+
+def invalid_values(config_cls: type) -> list[tuple[str, Any]]:
+    """(field, value) pairs that a config's declared constraints refuse: for every `Interval` on a field, the
+    values just outside each finite bound (integers for an integer field) and infinity; for every `Literal`
+    field, a string that is not among its choices."""
+    types_ = field_types(config_cls)
+    bad: list[tuple[str, Any]] = []
+    for name, intervals in field_constraints(config_cls).items():
+        integer = int in _members(types_[name])
+        bad += [(name, value) for interval in intervals for value in _outside(interval, integer)]
+    return bad + [(name, "not-a-choice") for name, tp in types_.items() if _has_choices(tp)]
+
+
+def _outside(interval: Interval, integer: bool) -> list[float]:
+    values: list[float] = [math.inf]
+    if interval.low is not None:
+        values.append(_below(interval.low, interval.closed in ("both", "left"), integer))
+    if interval.high is not None:  # mirrored: just above `high` is minus just below `-high`
+        values.append(-_below(-interval.high, interval.closed in ("both", "right"), integer))
+    return values
+
+
+def _below(low: float, closed: bool, integer: bool) -> float:
+    """The value nearest to a lower bound `low` that the bound excludes (the bound itself when it is open)."""
+    if integer:
+        return math.ceil(low) - 1 if closed else math.floor(low)
+    return math.nextafter(low, -math.inf) if closed else float(low)
+
+
+def _members(tp: Any) -> tuple[Any, ...]:
+    """The types a field admits: the arguments of a union, else the type itself."""
+    return typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
+
+
+def _has_choices(tp: Any) -> bool:
+    return any(typing.get_origin(t) is Literal for t in _members(tp))
 
 
 def _fit_predict(method: Method, data: TaskData, seed: int) -> tuple[object, Prediction, torch.Tensor | None]:

@@ -1,81 +1,21 @@
-"""Deep ensemble: the batched model equals its members, the M=1 ensemble equals `map`, and the behaviour the
-issue asks for on two-moons and toy-regression."""
+"""Deep ensemble: members start apart, the mixture of members, the M=1 ensemble equals `map`, and the behaviour the
+issue asks for on two-moons and toy-regression (the batched model itself: tests/models/test_stacked.py)."""
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from uqbench.errors import BadConfig, Unsupported
-from uqbench.methods.ensemble import DeepEnsemble, StackedNetworks, member_seed
-from uqbench.methods.map import MAPNetwork
-from uqbench.models import BackboneConfig, BackboneSpec, build_backbone
+from uqbench.methods.ensemble import DeepEnsemble, member_seed
 from uqbench.prediction import GaussianMixture
 from uqbench.runner import Runner, RunOptions
 from uqbench.spec import resolve
 from uqbench.testing import tiny_context, tiny_task
-from uqbench.training import TrainConfig, fit_module, seeded
-
-SPECS = [BackboneSpec("mlp", (3,), 8, 3), BackboneSpec("cnn", (1, 8, 8), 4), BackboneConfig("resnet-small").spec((3, 8, 8))]
-
-
-def _members(spec: BackboneSpec, m: int = 3) -> list[MAPNetwork]:
-    with seeded(0):
-        return [MAPNetwork(build_backbone(spec), 2, regression=True) for _ in range(m)]
-
-
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.arch)
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_stacked_forward_equals_each_member(spec: BackboneSpec, training: bool) -> None:
-    nets = _members(spec)
-    stacked = StackedNetworks(copy.deepcopy(nets)).train(training)
-    x = torch.randn(3, 5, *spec.in_shape)
-    expected = torch.stack([net.train(training)(x[m]) for m, net in enumerate(nets)])
-    torch.testing.assert_close(stacked(x), expected, rtol=1e-5, atol=1e-6)
-    shared = torch.stack([net(x[0]) for net in nets])
-    torch.testing.assert_close(stacked(x[0], shared=True), shared, rtol=1e-5, atol=1e-6)
-    if training and spec.arch.startswith("resnet"):  # batch-norm running statistics stay per member
-        stats = dict(stacked.network.named_buffers())
-        name = next(n for n in stats if n.endswith("running_mean"))
-        member_name = name.replace(".layer.", ".")
-        torch.testing.assert_close(stats[name], torch.cat([net.get_buffer(member_name) for net in nets]))
-
-
-@pytest.mark.parametrize("spec", SPECS[:2], ids=lambda s: s.arch)
-def test_training_together_equals_training_apart(spec: BackboneSpec) -> None:
-    """Two AdamW epochs of the batched model give each member the weights it gets when trained alone."""
-    nets = _members(spec)
-    stacked = StackedNetworks(copy.deepcopy(nets))
-    x, y = torch.randn(3, 16, *spec.in_shape), torch.randn(3, 16, 2)
-    cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-2, weight_decay=1e-2)
-
-    def stacked_loss(idx: torch.Tensor) -> torch.Tensor:
-        return ((stacked(x[:, idx]) - y[:, idx]) ** 2).mean((1, 2)).sum()
-
-    fit_module(stacked, stacked_loss, (torch.arange(16),), cfg, seed=0)
-    for m, net in enumerate(nets):
-        fit_module(net, lambda idx, net=net, m=m: ((net(x[m, idx]) - y[m, idx]) ** 2).mean(), (torch.arange(16),),
-                   cfg, seed=0)
-    torch.testing.assert_close(stacked(x), torch.stack([net(x[m]) for m, net in enumerate(nets)]), rtol=1e-4, atol=1e-5)
-
-
-def test_log_noise_is_stacked_and_not_decayed() -> None:
-    stacked = StackedNetworks(_members(SPECS[0]))
-    assert stacked.param("log_noise").shape == (3, 2)
-    groups = stacked.param_groups(no_decay=("log_noise",))
-    assert groups[1] == {"params": [stacked.param("log_noise")], "weight_decay": 0.0}
-
-
-def test_layer_without_a_batched_version_is_refused() -> None:
-    net = nn.Sequential(nn.Linear(2, 4), nn.LayerNorm(4))
-    with pytest.raises(Unsupported, match="'1' of type LayerNorm"):
-        StackedNetworks([net, copy.deepcopy(net)])
+from uqbench.training import seeded
 
 
 def test_members_start_apart_and_read_data_in_their_own_order() -> None:
@@ -102,9 +42,18 @@ def test_regression_predicts_the_uniform_mixture_of_members() -> None:
     assert (pred.vars > 0).all()
 
 
-def test_config_validation() -> None:
-    with pytest.raises(BadConfig, match="'members' of method 'ensemble' must be a positive integer; got 0"):
-        DeepEnsemble.Config(members=0)
+def test_homoscedastic_members_have_their_own_learned_noise_and_member_0_is_map() -> None:
+    data = tiny_task("regression")
+    with seeded(0):
+        predictor = DeepEnsemble(DeepEnsemble.Config(members=3, heteroscedastic=False)).fit(data, tiny_context())
+    with torch.no_grad():
+        pred = predictor.predict(data.test.x)
+        out, params = predictor.member_outputs(data.test.x)
+    assert predictor.map_network is not None and out.shape == (3, len(data.test), 1)
+    log_noise = params["log_noise"]
+    assert log_noise.shape == (3, 1) and torch.equal(log_noise[0], predictor.map_network.log_noise)
+    assert isinstance(pred, GaussianMixture) and torch.equal(pred.means, out)
+    torch.testing.assert_close(pred.vars, torch.exp(2 * log_noise)[:, None, :].expand_as(out))
 
 
 @pytest.mark.parametrize(("task", "sets"), [("two-moons", []), ("toy-regression", ["heteroscedastic=false"])])

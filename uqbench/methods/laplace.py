@@ -27,18 +27,17 @@ hessian_structure=...)` with its default CurvlinopsGGN backend, followed by
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
-from uqbench.errors import BadConfig
+from uqbench.config import AT_LEAST_ONE, POSITIVE, Checked
 from uqbench.methods.base import FitContext, Method, methods
-from uqbench.methods.map import MAPNetwork, train_map_network
-from uqbench.prediction import Categorical, Gaussian, Prediction
+from uqbench.methods.map import train_map_network
+from uqbench.models.network import Network
+from uqbench.prediction import Prediction
 from uqbench.tasks.base import TaskData
 
 Structure = Literal["full", "kron", "diag"]
@@ -222,7 +221,7 @@ class LastLayerFit:
 
 
 @torch.no_grad()
-def _features_and_outputs(network: MAPNetwork, x: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
+def _features_and_outputs(network: Network, x: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
     device = next(network.parameters()).device
     network.eval()
     phis, outs = [], []
@@ -234,26 +233,21 @@ def _features_and_outputs(network: MAPNetwork, x: Tensor, batch_size: int) -> tu
 
 
 def fit_last_layer(
-    network: MAPNetwork, x: Tensor, y: Tensor, structure: Structure, batch_size: int = 1024
+    network: Network, x: Tensor, y: Tensor, structure: Structure, batch_size: int = 1024
 ) -> LastLayerFit:
     """GGN and evidence of `network`'s output layer on training data, in float64 on the network's device.
 
     Args:
-        network: a trained MAPNetwork (classification: logits; regression: means with `log_noise`).
+        network: a trained network with a linear head whose likelihood has an output Hessian (Categorical, or a
+            homoscedastic Gaussian).
         x: training inputs [N, *in_shape]; y: class indices [N] or standardised targets [N, D].
         structure: 'full', 'kron' or 'diag'.
     """
     phi, out = _features_and_outputs(network, x, batch_size)
     y = y.to(out.device)
-    if network.log_noise is None:
-        p = torch.softmax(out, dim=-1)
-        hessians = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
-        log_lik = -F.cross_entropy(out, y, reduction="sum")
-    else:
-        noise_var = network.noise_var().detach().double()
-        hessians = torch.diag(1.0 / noise_var).expand(out.shape[0], -1, -1)
-        n = out.shape[0]
-        log_lik = -0.5 * (((y.double() - out) ** 2 / noise_var).sum() + n * torch.log(2 * math.pi * noise_var).sum())
+    likelihood, params = network.likelihood, {k: v.detach() for k, v in network.likelihood_params().items()}
+    hessians = likelihood.output_hessian(out, params)
+    log_lik = likelihood.log_likelihood(out, y, params)
     theta = torch.cat([network.head.weight.reshape(-1), network.head.bias]).detach().double()
     ggn = GGNS[structure](phi, hessians)
     return LastLayerFit(ggn, Evidence(log_lik, ggn.eigenvalues, theta @ theta))
@@ -270,7 +264,7 @@ class LaplacePredictor:
     """
 
     def __init__(
-        self, network: MAPNetwork, posterior: Posterior, variance_score: bool = False, info: dict | None = None
+        self, network: Network, posterior: Posterior, variance_score: bool = False, info: dict | None = None
     ):
         self.network = network
         self.posterior = posterior
@@ -285,9 +279,7 @@ class LaplacePredictor:
 
     def predict(self, x: Tensor) -> Prediction:
         mean, var = self.output_variance(x)
-        if self.network.log_noise is None:
-            return Categorical(torch.softmax(mean / torch.sqrt(1.0 + math.pi / 8 * var), dim=-1))
-        return Gaussian(mean, var + self.network.noise_var())
+        return self.network.likelihood.marginal(mean, var, self.network.likelihood_params())
 
     def ood_score(self, x: Tensor) -> Tensor | None:
         return self.output_variance(x)[1].mean(-1) if self.variance_score else None
@@ -300,7 +292,7 @@ class LastLayerLaplace(Method):
     kinds = frozenset({"regression", "classification"})
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Checked):
         """Last-layer Laplace hyperparameters.
 
         Attributes:
@@ -313,22 +305,10 @@ class LastLayerLaplace(Method):
         """
 
         hessian_structure: Structure = "full"
-        prior_precision: float | None = None
-        marglik_steps: int = 100
-        marglik_lr: float = 0.1
+        prior_precision: Annotated[float | None, POSITIVE] = None
+        marglik_steps: Annotated[int, AT_LEAST_ONE] = 100
+        marglik_lr: Annotated[float, POSITIVE] = 0.1
         ood_score: Literal["max-prob", "variance"] = "max-prob"
-
-        def __post_init__(self) -> None:
-            if self.hessian_structure not in GGNS:
-                raise BadConfig(f"'hessian_structure' must be one of {', '.join(GGNS)}; got {self.hessian_structure!r}")
-            if self.prior_precision is not None and not self.prior_precision > 0:
-                raise BadConfig(f"'prior_precision' must be positive or none; got {self.prior_precision}")
-            if self.marglik_steps < 1:
-                raise BadConfig(f"'marglik_steps' must be a positive integer; got {self.marglik_steps}")
-            if not self.marglik_lr > 0:
-                raise BadConfig(f"'marglik_lr' must be positive; got {self.marglik_lr}")
-            if self.ood_score not in ("max-prob", "variance"):
-                raise BadConfig(f"'ood_score' must be 'max-prob' or 'variance'; got {self.ood_score!r}")
 
     def fit(self, data: TaskData, ctx: FitContext) -> LaplacePredictor:
         cfg = self.config

@@ -1,8 +1,9 @@
 """MAP: the deterministic baseline — one network trained by maximum a posteriori estimation.
 
 Classification minimises cross-entropy; regression minimises the Gaussian negative log-likelihood with a
-learned homoscedastic noise variance per output (standardised units). The prior is weight decay on the
-network weights (`weight_decay` of the task's training config); the noise parameter is not decayed.
+learned homoscedastic noise variance per output (standardised units): the task kind's default likelihood
+(`uqbench.likelihoods.default_likelihood`). The prior is weight decay on the network weights (`weight_decay` of
+the task's training config); the noise parameter is not decayed.
 
 `train_map_network` is shared: `laplace`, `vbll --set training=post` and `ensemble` start from the same trained
 network, taken from the artifact cache when a run on the same (task, seed, split) already trained it.
@@ -12,79 +13,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-from torch import Tensor, nn
-from torch.nn import functional as F
+from torch import Tensor
 
+from uqbench.config import Checked
+from uqbench.likelihoods import default_likelihood
 from uqbench.methods.base import FitContext, Method, methods
-from uqbench.prediction import Categorical, Gaussian, Prediction
+from uqbench.models.network import Network
+from uqbench.prediction import Prediction
 from uqbench.tasks.base import TaskData
 
 
-class MAPNetwork(nn.Module):
-    """Backbone + linear head (+ log noise standard deviation [D] for regression).
+def train_map_network(data: TaskData, ctx: FitContext) -> tuple[Network, str]:
+    """The trained MAP network (linear head, default likelihood) for this run, from the artifact cache or trained
+    now; returns (network, artifact id)."""
+    likelihood = default_likelihood(data.kind)
 
-    forward(x [B, *in_shape]) -> logits [B, C] or predictive means [B, D].
-    """
+    def build() -> Network:
+        return Network.linear(ctx.make_backbone(), likelihood, data.out_dim).to(ctx.device)
 
-    def __init__(self, backbone: nn.Module, out_dim: int, regression: bool):
-        super().__init__()
-        self.backbone = backbone
-        self.head = nn.Linear(backbone.out_features, out_dim)
-        self.log_noise = nn.Parameter(torch.zeros(out_dim)) if regression else None
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.backbone(x))
-
-    def features(self, x: Tensor) -> Tensor:
-        return self.backbone(x)
-
-    def noise_var(self) -> Tensor:
-        """Observation noise variance [D] (regression only)."""
-        return torch.exp(2 * self.log_noise)
-
-    def nll(self, x: Tensor, y: Tensor) -> Tensor:
-        """Negative log-likelihood per example [B] (nats, constants dropped)."""
-        out = self(x)
-        if self.log_noise is None:
-            return F.cross_entropy(out, y, reduction="none")
-        return gaussian_nll(out, y, self.log_noise)
-
-    def loss(self, x: Tensor, y: Tensor) -> Tensor:
-        """Mean negative log-likelihood of the batch."""
-        return self.nll(x, y).mean()
-
-    def param_groups(self) -> list[dict]:
-        """Optimiser groups: everything decayed except the noise parameter."""
-        decayed = [p for n, p in self.named_parameters() if n != "log_noise"]
-        groups: list[dict] = [{"params": decayed}]
-        if self.log_noise is not None:
-            groups.append({"params": [self.log_noise], "weight_decay": 0.0})
-        return groups
-
-    def predictive(self, x: Tensor) -> Prediction:
-        out = self(x)
-        if self.log_noise is None:
-            return Categorical(torch.softmax(out, dim=-1))
-        return Gaussian(out, self.noise_var().expand_as(out).clone())
-
-
-def gaussian_nll(mean: Tensor, y: Tensor, log_std: Tensor) -> Tensor:
-    """Per example sum_d [log sigma_d + (y - mean)^2 / (2 sigma_d^2)] (constants dropped): [B].
-
-    mean, y: [B, D]; log_std: [D] or [B, D].
-    """
-    return (log_std + 0.5 * (y - mean) ** 2 * torch.exp(-2 * log_std)).sum(-1)
-
-
-def train_map_network(data: TaskData, ctx: FitContext) -> tuple[MAPNetwork, str]:
-    """The trained MAP network for this run, from the artifact cache or trained now; returns (network, id)."""
-    regression = data.kind == "regression"
-
-    def build() -> MAPNetwork:
-        return MAPNetwork(ctx.make_backbone(), data.out_dim, regression).to(ctx.device)
-
-    def train(net: MAPNetwork) -> None:
+    def train(net: Network) -> None:
         ctx.fit(net, net.loss, (data.train.x, data.train.y), params=net.param_groups(),
                 val=_val(data), val_loss_fn=net.nll, description="map")
 
@@ -99,7 +46,7 @@ def _val(data: TaskData) -> tuple[Tensor, Tensor] | None:
 class MAPPredictor:
     """Predictor of a single trained network."""
 
-    def __init__(self, network: MAPNetwork):
+    def __init__(self, network: Network):
         self.network = network
 
     def predict(self, x: Tensor) -> Prediction:
@@ -113,7 +60,7 @@ class MAP(Method):
     kinds = frozenset({"regression", "classification"})
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Checked):
         pass
 
     def fit(self, data: TaskData, ctx: FitContext) -> MAPPredictor:

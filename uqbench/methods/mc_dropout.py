@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Annotated, Iterator
 
 import torch
 from torch import Tensor, nn
 
-from uqbench.errors import BadConfig
+from uqbench.config import AT_LEAST_ONE, PROBABILITY, Checked
+from uqbench.likelihoods import default_likelihood
 from uqbench.methods.base import FitContext, Method, methods
-from uqbench.methods.map import MAPNetwork
-from uqbench.prediction import Categorical, Gaussian, Prediction
+from uqbench.models.network import Network
+from uqbench.prediction import Prediction
 from uqbench.tasks.base import TaskData
 
 DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
@@ -49,7 +50,7 @@ def dropout_active(module: nn.Module) -> Iterator[None]:
 class MCDropoutPredictor:
     """Averages `samples` stochastic forward passes of a dropout network."""
 
-    def __init__(self, network: MAPNetwork, samples: int):
+    def __init__(self, network: Network, samples: int):
         self.network = network
         self.samples = samples
 
@@ -59,11 +60,8 @@ class MCDropoutPredictor:
             return torch.stack([self.network(x) for _ in range(self.samples)])
 
     def predict(self, x: Tensor) -> Prediction:
-        out = self.sample_outputs(x)
-        if self.network.log_noise is None:
-            return Categorical(torch.softmax(out, dim=-1).mean(0))
-        epistemic = out.var(0, unbiased=False)
-        return Gaussian(out.mean(0), epistemic + self.network.noise_var())
+        likelihood, params = self.network.likelihood, self.network.likelihood_params()
+        return likelihood.mixture(self.sample_outputs(x), params, moment_matched=True)
 
 
 @methods.register("mc-dropout")
@@ -73,7 +71,7 @@ class MCDropout(Method):
     kinds = frozenset({"regression", "classification"})
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Checked):
         """Hyperparameters of `mc-dropout`.
 
         Attributes:
@@ -83,18 +81,12 @@ class MCDropout(Method):
             samples: T, the number of stochastic forward passes averaged at prediction.
         """
 
-        p: float = 0.05
-        samples: int = 50
-
-        def __post_init__(self) -> None:
-            if not 0 < self.p < 1:
-                raise BadConfig(f"'p' of method 'mc-dropout' must be in (0, 1); got {self.p}")
-            if self.samples < 1:
-                raise BadConfig(f"'samples' of method 'mc-dropout' must be a positive integer; got {self.samples}")
+        p: Annotated[float, PROBABILITY] = 0.05
+        samples: Annotated[int, AT_LEAST_ONE] = 50
 
     def fit(self, data: TaskData, ctx: FitContext) -> MCDropoutPredictor:
-        network = MAPNetwork(ctx.make_backbone(dropout=self.config.p), data.out_dim, data.kind == "regression")
-        network = network.to(ctx.device)
+        backbone = ctx.make_backbone(dropout=self.config.p)
+        network = Network.linear(backbone, default_likelihood(data.kind), data.out_dim).to(ctx.device)
         val = None if data.val is None else (data.val.x, data.val.y)
         ctx.fit(network, network.loss, (data.train.x, data.train.y), params=network.param_groups(),
                 val=val, val_loss_fn=network.nll, description="mc-dropout")

@@ -26,15 +26,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 from torch import Tensor, nn
 
-from uqbench.errors import BadConfig, RunFailed
+from uqbench.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Checked
+from uqbench.errors import RunFailed
+from uqbench.likelihoods import Gaussian, Likelihood, Params, default_likelihood
 from uqbench.methods.base import FitContext, Method, methods
-from uqbench.methods.map import MAPNetwork
+from uqbench.models.network import Network
 from uqbench.models.spectral import freeze_spectral_norm
-from uqbench.prediction import Categorical, Gaussian, Prediction
+from uqbench.prediction import Prediction
 from uqbench.tasks.base import TaskData
 
 
@@ -112,27 +115,24 @@ class RandomFeatureGP(nn.Module):
         return (ridge * torch.cholesky_inverse(chol)).to(self.gram.dtype)
 
 
-class SNGPNetwork(MAPNetwork):
-    """Spectral-normalised body + `RandomFeatureGP` head (+ log noise std [K] for regression).
-
-    The training loss, optimiser groups and noise handling are those of `MAPNetwork`; only the head differs.
-    """
-
-    def __init__(self, backbone: nn.Module, out_dim: int, regression: bool, gp: RandomFeatureGP):
-        super().__init__(backbone, out_dim, regression)
-        self.head = gp  # in place of MAPNetwork's linear head
+def precision_weights(likelihood: Likelihood, params: Params, device: torch.device) -> Tensor:
+    """Likelihood Hessians [K'] that weigh the feature Gram matrix in the precision: 1 / sigma_d^2 per output for
+    a Gaussian; for classification one Hessian 1 shared by all classes (the reference code's Gaussian shortcut)."""
+    if isinstance(likelihood, Gaussian):
+        return 1.0 / likelihood.noise_var(params).detach()
+    return torch.ones(1, device=device)
 
 
 class SNGPPredictor:
     """Mean-field predictive of a trained SNGP network.
 
     Args:
-        network: trained, in eval mode.
+        network: trained, in eval mode, with a `RandomFeatureGP` head.
         covariance: [K', D, D] from `RandomFeatureGP.covariance` (K' = 1 for classification).
         mean_field_factor: lambda.
     """
 
-    def __init__(self, network: SNGPNetwork, covariance: Tensor, mean_field_factor: float):
+    def __init__(self, network: Network, covariance: Tensor, mean_field_factor: float):
         self.network = network
         self.covariance = covariance
         self.mean_field_factor = mean_field_factor
@@ -146,9 +146,7 @@ class SNGPPredictor:
 
     def predict(self, x: Tensor) -> Prediction:
         mean, var = self.moments(x)
-        if self.network.log_noise is None:
-            return Categorical(torch.softmax(mean / torch.sqrt(1.0 + self.mean_field_factor * var), dim=-1))
-        return Gaussian(mean, var + self.network.noise_var())
+        return self.network.likelihood.marginal(mean, var, self.network.likelihood_params(), self.mean_field_factor)
 
 
 @methods.register("sngp")
@@ -158,7 +156,7 @@ class SNGP(Method):
     kinds = frozenset({"regression", "classification"})
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Checked):
         """SNGP hyperparameters.
 
         Attributes:
@@ -169,26 +167,18 @@ class SNGP(Method):
             mean_field_factor: lambda of the mean-field logit adjustment (pi/8 = probit approximation; 0 = off).
         """
 
-        spec_norm_bound: float = 0.95
-        n_random_features: int = 1024
-        length_scale: float = 1.0
-        ridge: float = 1.0
-        mean_field_factor: float = math.pi / 8
-
-        def __post_init__(self) -> None:
-            for name in ("spec_norm_bound", "length_scale", "ridge"):
-                if not getattr(self, name) > 0:
-                    raise BadConfig(f"{name!r} must be positive; got {getattr(self, name)}")
-            if self.n_random_features < 1:
-                raise BadConfig(f"'n_random_features' must be a positive integer; got {self.n_random_features}")
-            if not self.mean_field_factor >= 0:
-                raise BadConfig(f"'mean_field_factor' must be non-negative; got {self.mean_field_factor}")
+        spec_norm_bound: Annotated[float, POSITIVE] = 0.95
+        n_random_features: Annotated[int, AT_LEAST_ONE] = 1024
+        length_scale: Annotated[float, POSITIVE] = 1.0
+        ridge: Annotated[float, POSITIVE] = 1.0
+        mean_field_factor: Annotated[float, NON_NEGATIVE] = math.pi / 8
 
     def fit(self, data: TaskData, ctx: FitContext) -> SNGPPredictor:
-        cfg, regression = self.config, data.kind == "regression"
+        cfg, likelihood = self.config, default_likelihood(data.kind)
         backbone = ctx.make_backbone(spectral_norm=cfg.spec_norm_bound)
-        gp = RandomFeatureGP(backbone.out_features, data.out_dim, cfg.n_random_features, cfg.length_scale)
-        net = SNGPNetwork(backbone, data.out_dim, regression, gp).to(ctx.device)
+        width = likelihood.out_features(data.out_dim)
+        gp = RandomFeatureGP(backbone.out_features, width, cfg.n_random_features, cfg.length_scale)
+        net = Network(backbone, gp, likelihood, data.out_dim).to(ctx.device)
         val = None if data.val is None else (data.val.x, data.val.y)
         train = ctx.recipe
 
@@ -204,5 +194,5 @@ class SNGP(Method):
         seen, n = int(gp.n_seen), len(data.train)
         if seen != n:
             raise RunFailed(f"SNGP precision saw {seen} examples in the final epoch; expected {n}")
-        hessian = 1.0 / net.noise_var().detach() if regression else torch.ones(1, device=gp.gram.device)
+        hessian = precision_weights(likelihood, net.likelihood_params(), gp.gram.device)
         return SNGPPredictor(freeze_spectral_norm(net), gp.covariance(cfg.ridge, hessian), cfg.mean_field_factor)

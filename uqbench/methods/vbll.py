@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import Tensor, nn
 
+from uqbench.config import AT_LEAST_ONE, POSITIVE, Checked
 from uqbench.errors import BadConfig
 from uqbench.methods.base import FitContext, Method, methods
 from uqbench.methods.map import train_map_network
@@ -34,12 +35,6 @@ from uqbench.prediction import Prediction
 from uqbench.tasks.base import TaskData, TaskKind
 
 FEATURE_BATCH = 1024  # examples per backbone pass when post-training precomputes features
-
-
-def _check_choice(name: str, value: object, choices: tuple) -> None:
-    if value not in choices:
-        shown = ", ".join(repr(c) if c is not None else "none" for c in choices)
-        raise BadConfig(f"{name!r} must be one of {shown}; got {value!r}")
 
 
 class VBLLNetwork(nn.Module):
@@ -96,7 +91,7 @@ class VBLL(Method):
     kinds = frozenset({"regression", "classification"})
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Checked):
         """VBLL hyperparameters; the defaults are the paper's (N(0, I) last-layer prior, IW(1, 1) noise prior).
 
         Attributes:
@@ -117,24 +112,16 @@ class VBLL(Method):
         head: Literal["disc", "gen"] = "disc"
         training: Literal["joint", "post"] = "joint"
         parameterization: Literal["dense", "diagonal", "lowrank"] | None = None
-        cov_rank: int | None = None
-        regularization_weight: float | None = None
-        prior_scale: float = 1.0
-        wishart_scale: float = 1.0
-        dof: float = 1.0
-        mc_samples: int = 1024
+        cov_rank: Annotated[int | None, AT_LEAST_ONE] = None
+        regularization_weight: Annotated[float | None, POSITIVE] = None
+        prior_scale: Annotated[float, POSITIVE] = 1.0
+        wishart_scale: Annotated[float, POSITIVE] = 1.0
+        dof: Annotated[float, POSITIVE] = 1.0
+        mc_samples: Annotated[int, AT_LEAST_ONE] = 1024
 
         def __post_init__(self) -> None:
-            _check_choice("head", self.head, ("disc", "gen"))
-            _check_choice("training", self.training, ("joint", "post"))
-            _check_choice("parameterization", self.parameterization, ("dense", "diagonal", "lowrank", None))
-            for name in ("prior_scale", "wishart_scale", "dof", "regularization_weight"):
-                value = getattr(self, name)
-                if value is not None and not value > 0:
-                    raise BadConfig(f"{name!r} must be positive; got {value}")
-            if self.mc_samples < 1:
-                raise BadConfig(f"'mc_samples' must be a positive integer; got {self.mc_samples}")
-            if self.parameterization == "lowrank" and (self.cov_rank is None or self.cov_rank < 1):
+            super().__post_init__()
+            if self.parameterization == "lowrank" and self.cov_rank is None:
                 raise BadConfig(
                     f"'cov_rank' must be a positive integer with parameterization='lowrank'; got {self.cov_rank}"
                 )
