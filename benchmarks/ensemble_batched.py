@@ -24,7 +24,7 @@ from uqbench.tasks.base import Split, TaskData
 from uqbench.training import TrainConfig, seeded
 
 
-def regression_data(n: int, dim: int, backbone: BackboneSpec, seed: int = 0) -> TaskData:
+def regression_data(n: int, dim: int, seed: int = 0) -> TaskData:
     """n x dim standard normal inputs, one standardised target y = sum_j sin(x_j) / sqrt(dim) + noise."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, dim, generator=g)
@@ -32,14 +32,13 @@ def regression_data(n: int, dim: int, backbone: BackboneSpec, seed: int = 0) -> 
     y = (y - y.mean()) / y.std()
     return TaskData(
         kind="regression", train=Split(x, y), test=Split(x[:100], y[:100]), out_dim=1,
-        backbone=backbone,
         target_loc=torch.zeros(1), target_scale=torch.ones(1),
     )
 
 
-def time_fit(method: Method, data: TaskData, cfg: TrainConfig) -> float:
+def time_fit(method: Method, data: TaskData, cfg: TrainConfig, backbone: BackboneSpec) -> float:
     """Seconds for one `fit` with a fresh artifact cache (nothing reused)."""
-    ctx = FitContext(train_config=cfg, backbone=data.backbone, artifacts=ArtifactCache())
+    ctx = FitContext(recipe=cfg, backbone=backbone, artifacts=ArtifactCache())
     with seeded(0):
         start = time.perf_counter()
         method.fit(data, ctx)
@@ -64,14 +63,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    data = regression_data(args.n, args.dim, BackboneSpec("mlp", (args.dim,), width=args.width, depth=args.depth))
+    data = regression_data(args.n, args.dim)
+    backbone = BackboneSpec("mlp", (args.dim,), width=args.width, depth=args.depth)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=1e-3)
     ensemble = DeepEnsemble(DeepEnsemble.Config(members=args.members))
-    time_fit(MAP(), data, cfg)  # warm-up (first-call allocations, lazy imports)
+    time_fit(MAP(), data, cfg, backbone)  # warm-up (first-call allocations, lazy imports)
     map_times, ens_times = [], []
     for _ in range(args.repeats):
-        map_times.append(time_fit(MAP(), data, cfg))
-        ens_times.append(time_fit(ensemble, data, cfg))
+        map_times.append(time_fit(MAP(), data, cfg, backbone))
+        ens_times.append(time_fit(ensemble, data, cfg, backbone))
     t_map, t_ens = min(map_times), min(ens_times)
     print(f"data {args.n} x {args.dim}, MLP {args.depth} x {args.width}, {args.epochs} epochs, "
           f"batch {args.batch_size}, {torch.get_num_threads()} threads, best of {args.repeats}")

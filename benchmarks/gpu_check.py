@@ -20,7 +20,7 @@ from uqbench.artifacts import ArtifactCache
 from uqbench.methods import FitContext, methods
 from uqbench.models import BackboneConfig
 from uqbench.runner import predict_all, resolve_device
-from uqbench.spec import resolve
+from uqbench.spec import method_names, resolve
 from uqbench.tasks import Split, TaskData
 from uqbench.training import TrainConfig, seeded
 
@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="optimiser steps per method (one epoch)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--n-test", type=int, default=1000, help="test and OOD images")
-    parser.add_argument("--methods", default=",".join(methods.builtins()))
+    parser.add_argument("--methods", default=",".join(method_names("all")), help="default: every method")
     args = parser.parse_args()
     device = resolve_device(args.device)
 

@@ -33,7 +33,7 @@ def run(
 
     Args:
         settings: `[SCOPE.][PART.]KEY=VALUE` texts, as `--set` takes them (e.g. "epochs=50", "p=0.1").
-        config: an experiment file (its `[set]` settings apply, below `settings`).
+        config: an experiment or protocol file (its `[set]` settings apply, below `settings`).
         out: the results directory; runs it already holds are not repeated (unless `force`; failed ones are
             tried again unless `retry` is False).
         data_dir: read dataset files from here, never download.
@@ -41,11 +41,12 @@ def run(
     Raises:
         UserError: bad input (an unknown name, a bad value, missing data); the message is the CLI's error line.
     """
-    from uqbench.experiment import CommandLine, load_experiment, run_request
+    from uqbench import protocols
+    from uqbench.experiment import CommandLine, run_request
     from uqbench.spec import plan
 
     data = Path(data_dir) if data_dir is not None else None
-    file = load_experiment(Path(config))[0] if config is not None else None
+    file = protocols.experiment(config) if config is not None else None
     line = CommandLine(settings=tuple(settings), data_dir=data)
     the_plan = plan(run_request(method, task, seeds, split, line, file))
     options = RunOptions(out=Path(out), device=device, data_dir=data, save_predictions=save_predictions,

@@ -59,7 +59,7 @@ DataDirOpt = Annotated[
 
 @app.command("list")
 def list_(
-    what: Annotated[str, typer.Argument(help="methods or tasks")],
+    what: Annotated[str, typer.Argument(help="methods, tasks or protocols")],
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show every hyperparameter.")] = False,
     fmt: FormatOpt = "table",
 ) -> None:
@@ -127,7 +127,8 @@ def run(
 ) -> None:
     """Train METHOD on a task for one or more seeds, evaluate, store one record per seed, print the metrics."""
     from uqbench.api import run_in_process
-    from uqbench.experiment import CommandLine, load_experiment, run_request
+    from uqbench import protocols
+    from uqbench.experiment import CommandLine, run_request
     from uqbench.progress import make_progress
     from uqbench.report import emit, metric_rows
     from uqbench.runner import RunOptions
@@ -135,7 +136,7 @@ def run(
 
     err = _stderr()
     with user_errors():
-        file = load_experiment(config)[0] if config is not None else None
+        file = protocols.experiment(config) if config is not None else None
         line = CommandLine(settings=tuple(set_ or ()), epochs=epochs, data_dir=data_dir)
         the_plan = plan(run_request(method, task, seeds, split, line, file))
         if dry_run:
@@ -208,7 +209,8 @@ def compare(
     """Run every (method, task, seed, split) of a comparison the store lacks, then print one leaderboard per task."""
     from uqbench.compare import check_device, plan_records
     from uqbench.errors import DataError
-    from uqbench.experiment import CommandLine, compare_request, load_experiment
+    from uqbench import protocols
+    from uqbench.experiment import CommandLine, compare_request
     from uqbench.leaderboard import build
     from uqbench.results import ResultStore
     from uqbench.runner import RunOptions
@@ -217,7 +219,7 @@ def compare(
     err = _stderr()
     with user_errors():
         _check_format(fmt)
-        file = load_experiment(config)[0] if config is not None else None
+        file = protocols.experiment(config) if config is not None else None
         line = CommandLine(suite, _names(tasks, "--tasks"), _names(methods, "--methods"), _names(exclude, "--exclude"),
                            seeds, splits, tuple(set_ or ()), epochs, data_dir)
         request, needs_gpu = compare_request(line, file)
@@ -317,6 +319,9 @@ def reproduce(
         Optional[str], typer.Option("--datasets", help="Comma-separated datasets: boston or uci-boston (default: all).")
     ] = None,
     splits: Annotated[Optional[int], typer.Option("--splits", help="Only the first N splits of every dataset.")] = None,
+    seeds: Annotated[
+        Optional[int], typer.Option("--seeds", help="Only seeds 0 .. N-1 (protocols whose repetitions are seeds).")
+    ] = None,
     k: Annotated[float, typer.Option("--k", help="Tolerance in combined standard errors.")] = 2.0,
     jobs: Annotated[int, typer.Option("--jobs", help="Runs at a time (worker processes, or Ray CPUs).")] = 1,
     executor: Annotated[str, typer.Option("--executor", help="local (this machine) or ray.")] = "local",
@@ -349,7 +354,8 @@ def reproduce(
             raise BadConfig(f"--k {k}: must be positive")
         proto = protocols.load(protocol)
         tasks = _datasets(_names(datasets, "--datasets"), proto)
-        request, needs_gpu = compare_request(CommandLine(tasks=tasks, splits=splits, data_dir=data_dir), proto.experiment)
+        line = CommandLine(tasks=tasks, seeds=seeds, splits=splits, data_dir=data_dir)
+        request, needs_gpu = compare_request(line, proto.experiment)
         the_plan = plan(request)
         store = ResultStore(out)
         if not no_run:
@@ -358,7 +364,7 @@ def reproduce(
             options = RunOptions(out=out, device=device, data_dir=data_dir, refresh_since=time.time())
             _run_plan(the_plan, store, options, (jobs, executor, address), quiet)
         cells = rep.compare(proto.reference, plan_records(the_plan, store), list(request.tasks), k)
-        subset = _subset(the_plan, proto)
+        subset = _subset(the_plan, proto, request.seeds)
     if fmt == "json":
         typer.echo(json.dumps(rep.to_json(proto, cells, k, subset), indent=2, allow_nan=False, default=str))
     else:
@@ -385,13 +391,14 @@ def _datasets(names: tuple[str, ...] | None, proto) -> tuple[str, ...] | None:
     return tuple(out)
 
 
-def _subset(the_plan, proto) -> str:
-    """'' when every split of every dataset ran; else what was used (the comparison says it used a subset)."""
+def _subset(the_plan, proto, seeds: int) -> str:
+    """'' when every split and seed of the protocol ran; else what was used (the comparison says it used a subset)."""
     used = {t: len(s) for t, s in the_plan.splits.items()}
     full = {t: task.n_splits() for t, task in the_plan.tasks.items()}
-    if all(used[t] == full[t] for t in used):
-        return ""
-    return "; a subset: " + ", ".join(f"{t.removeprefix('uci-')} {used[t]} of {full[t]} splits" for t in used)
+    parts = [f"{t.removeprefix('uci-')} {used[t]} of {full[t]} splits" for t in used if used[t] < full[t]]
+    planned = proto.experiment.seeds or 1
+    parts += [f"seeds 0..{seeds - 1} of {planned}"] if seeds < planned else []
+    return "; a subset: " + ", ".join(parts) if parts else ""
 
 
 @app.command()

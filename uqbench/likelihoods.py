@@ -5,6 +5,7 @@
   per output, sigma = exp(log_noise), log_noise [D] initialised at 0 (standardised target units).
 - `Gaussian(heteroscedastic=True)`: f [..., 2D] are means and variance pre-activations s, sigma^2 = softplus(s) +
   1e-6 (the positivity floor of Lakshminarayanan et al. 2017).
+- `Gaussian(fixed_var=v)`: a known noise variance v (standardised units), not learned: MC dropout's 1 / tau.
 
 A likelihood is a frozen description, not a module: the parameters it owns (`init_params`) live on the network that
 uses it (`uqbench.models.network.Network`), and every method that needs them takes them as `params`, a mapping from
@@ -77,27 +78,35 @@ class Gaussian:
 
     Attributes:
         heteroscedastic: the network predicts the variance (outputs [..., 2D]); otherwise the variance is a
-            learned constant per output, parameter `log_noise` [D] (log standard deviation).
+            constant per output: learned, parameter `log_noise` [D] (log standard deviation), or `fixed_var`.
+        fixed_var: a known noise variance (standardised target units); the likelihood then owns no parameter.
     """
 
     heteroscedastic: bool = False
+    fixed_var: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.heteroscedastic and self.fixed_var is not None:
+            raise ValueError("a heteroscedastic Gaussian has no fixed variance")
 
     def out_features(self, out_dim: int) -> int:
         """Network outputs needed for `out_dim` targets: D means, and D variance pre-activations if heteroscedastic."""
         return 2 * out_dim if self.heteroscedastic else out_dim
 
     def init_params(self, out_dim: int) -> dict[str, Tensor]:
-        """Homoscedastic: {'log_noise': zeros [D]} (noise standard deviation 1); heteroscedastic: none."""
-        return {} if self.heteroscedastic else {"log_noise": torch.zeros(out_dim)}
+        """A learned noise: {'log_noise': zeros [D]} (noise standard deviation 1); heteroscedastic or fixed: none."""
+        return {} if self.heteroscedastic or self.fixed_var is not None else {"log_noise": torch.zeros(out_dim)}
 
     def noise_var(self, params: Params) -> Tensor:
-        """The constant noise variance exp(2 log_noise) (shape of `log_noise`, [D]); homoscedastic only.
+        """The constant noise variance: exp(2 log_noise) [D], or the fixed one (a scalar tensor).
 
         Raises:
             ValueError: heteroscedastic, whose variance depends on the input.
         """
         if self.heteroscedastic:
             raise ValueError("a heteroscedastic Gaussian has no constant noise variance; use Gaussian()")
+        if self.fixed_var is not None:
+            return torch.tensor(self.fixed_var, dtype=torch.float32)
         return torch.exp(2 * params["log_noise"])
 
     def mean_var(self, out: Tensor, params: Params) -> tuple[Tensor, Tensor]:
@@ -106,16 +115,17 @@ class Gaussian:
         if self.heteroscedastic:
             mean, raw = out.chunk(2, dim=-1)
             return mean, F.softplus(raw) + MIN_VAR
-        return out, self.noise_var(params)
+        var = self.noise_var(params)
+        return out, var.to(out.device) if self.fixed_var is not None else var
 
     def nll(self, out: Tensor, y: Tensor, params: Params) -> Tensor:
         """sum_d [log sigma_d + (y_d - mean_d)^2 / (2 sigma_d^2)] per example (constants dropped): targets y
         [..., D] -> [...] (nats)."""
-        if self.heteroscedastic:
+        if self.fixed_var is None and not self.heteroscedastic:
+            mean, log_std = out, params["log_noise"]
+        else:
             mean, var = self.mean_var(out, params)
             log_std = 0.5 * var.log()
-        else:
-            mean, log_std = out, params["log_noise"]
         return (log_std + 0.5 * (y - mean) ** 2 * torch.exp(-2 * log_std)).sum(-1)
 
     def log_likelihood(self, out: Tensor, y: Tensor, params: Params) -> Tensor:

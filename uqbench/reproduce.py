@@ -59,7 +59,7 @@ def published(printed: Printed, spread: str, n: int) -> tuple[Estimate, float]:
 
     >>> est, half = published(Printed.parse("1.58 ± 0.48"), "sd", 20)
     >>> round(est.mean, 2), round(est.se, 4), half
-    (1.58, 0.1085, 0.005)
+    (1.58, 0.1084, 0.005)
     """
     half_mean, half_spread = (0.5 * 10.0 ** -d for d in printed.decimals)
     top = printed.spread + half_spread

@@ -257,14 +257,15 @@ class Plan:
 
 def method_names(selection: tuple[str, ...] | str, exclude: Iterable[str] = ()) -> list[str]:
     """The methods a selection names, in order: each entry a name, 'all' (every registered method, plugins
-    included) or a shell pattern such as 'mc-*'; minus `exclude` (names or patterns)."""
+    included, but not the reference runners) or a shell pattern such as 'mc-*'; minus `exclude` (names or
+    patterns)."""
     from uqbench.methods import methods
 
     def expand(entries: Iterable[str]) -> list[str]:
         out: list[str] = []
         for entry in entries:
             if entry == "all" or any(c in entry for c in "*?["):
-                found = methods.names("*" if entry == "all" else entry)
+                found = [n for n in methods.names("*" if entry == "all" else entry) if not _reference(n)]
                 if not found:
                     raise UnknownName(f"no method matches {entry!r}; available: {', '.join(methods.names())}")
                 out += found
@@ -275,6 +276,13 @@ def method_names(selection: tuple[str, ...] | str, exclude: Iterable[str] = ()) 
 
     dropped = set(expand(exclude))
     return [n for n in expand([selection] if isinstance(selection, str) else selection) if n not in dropped]
+
+
+def _reference(name: str) -> bool:
+    """A built-in reference runner (e.g. `vbll-package`), which only an explicit name plans."""
+    from uqbench.methods import methods
+
+    return methods.origin(name) == "builtin" and getattr(methods.get(name), "reference", False)
 
 
 def plan(request: Request) -> Plan:

@@ -22,7 +22,7 @@ CASES = [
     (["run", "map", "--task", "two-moons", "--set", "precision=fp16", "--device", "cpu"], r"error: precision 'fp16' needs a CUDA device"),
     (["run", "--task", "two-moons"], r"error: run needs exactly one method: give METHOD"),
     (["run", "map", "--task", "two-moons", "--config", "no-such.toml"], r"error: no-such.toml: cannot read it"),
-    (["list", "things"], r"error: list 'things': expected 'methods' or 'tasks'"),
+    (["list", "things"], r"error: list 'things': expected 'methods', 'tasks' or 'protocols'"),
     (["list", "methods", "--format", "xml"], r"error: --format 'xml': expected one of table, markdown, csv, json"),
 ]
 

@@ -24,7 +24,7 @@ def test_json_output_is_only_the_records(cli, tmp_path):
     records = json.loads(result.stdout)
     assert len(records) == 1 and records[0]["status"] == "ok"
     assert set(records[0]["metrics"]) == {
-        "rmse", "mae", "nll", "crps", "coverage90", "coverage95", "qce",
+        "rmse", "mae", "nll", "nll_moments", "crps", "coverage90", "coverage95", "qce",
         *(f"ood.{s}.{k}" for s in ("gap", "far") for k in ("auroc", "aupr_in", "aupr_out", "fpr95")),
     }
     assert records[0]["key"]["recipe"]["epochs"] == 3

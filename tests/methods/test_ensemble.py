@@ -109,3 +109,35 @@ def test_toy_regression_is_more_uncertain_in_the_gap(tmp_path: Path) -> None:
     # poorly and inflates its variance on the test inputs); frozen at seed 1.
     test_std, gap_std = np.sqrt(arrays["var"]).mean(), np.sqrt(arrays["ood_gap_var"]).mean()
     assert gap_std > 1.2 * test_std
+
+
+def test_the_adversarial_step_follows_the_sign_of_a_finite_difference() -> None:
+    from uqbench.methods.ensemble import fast_gradient_sign
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(3, 4, generator=g, dtype=torch.float64)
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x @ w.T).square().sum() + x.pow(3).sum()
+
+    x = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    step = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    value, shifted = fast_gradient_sign(loss, x, step)
+    h = 1e-6
+    finite = torch.zeros_like(x)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            bump = torch.zeros_like(x)
+            bump[i, j] = h
+            finite[i, j] = (loss(x + bump) - loss(x - bump)) / (2 * h)
+    assert torch.equal(shifted, x + step * finite.sign()) and value.item() == pytest.approx(loss(x).item())
+    assert value.requires_grad and not shifted.requires_grad
+
+
+def test_adversarial_training_trains_every_member_itself(tmp_path: Path) -> None:
+    runner = Runner(RunOptions(out=tmp_path))
+    record = runner.execute(resolve("ensemble", "two-moons", ["epochs=2", "members=2", "adversarial=0.01"]))
+    plain = runner.execute(resolve("ensemble", "two-moons", ["epochs=2", "members=2"]))
+    assert record.status == plain.status == "ok"
+    assert record.artifacts["backbone"] is None and plain.artifacts["backbone"].startswith("map-")
+    assert record.metrics != plain.metrics

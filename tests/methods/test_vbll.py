@@ -372,9 +372,12 @@ def test_head_is_not_weight_decayed_and_lambda_defaults_to_one_over_n():
     data = tiny_task("regression")
     with seeded(0):
         predictor = VBLL().fit(data, tiny_context())
+    from uqbench.training import NOISE
+
     groups = predictor.network.param_groups()
-    assert groups[1]["weight_decay"] == 0.0 and "weight_decay" not in groups[0]
-    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in predictor.network.head.parameters()}
+    assert all(g["weight_decay"] == 0.0 for g in groups[1:]) and "weight_decay" not in groups[0]
+    assert {id(p) for g in groups[1:] for p in g["params"]} == {id(p) for p in predictor.network.head.parameters()}
+    assert groups[2][NOISE] and groups[2]["params"] == [predictor.network.head.noise_logdiag]  # trains at noise_lr
     info = predictor.info
     assert info["vbll.regularization_weight"] == 1 / len(data.train)
     assert info["vbll.parameterization"] == "dense" and info["vbll.head"] == "regression"

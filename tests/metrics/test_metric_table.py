@@ -13,7 +13,7 @@ from uqbench.metrics import CLASSIFICATION, METRICS, OOD, REGRESSION, MetricSpec
 from uqbench.prediction import Categorical, Gaussian, GaussianMixture, Prediction
 
 CLASSIFICATION_KEYS = ["accuracy", "nll", "brier", "ece", "ece_adaptive", "ece_classwise", "mce", "aurc"]
-REGRESSION_KEYS = ["rmse", "mae", "nll", "crps", "coverage90", "coverage95", "qce"]
+REGRESSION_KEYS = ["rmse", "mae", "nll", "nll_moments", "crps", "coverage90", "coverage95", "qce"]
 OOD_KEYS = ["auroc", "aupr_in", "aupr_out", "fpr95"]
 
 

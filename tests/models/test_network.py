@@ -37,7 +37,7 @@ def test_homoscedastic_noise_is_a_parameter_of_the_network_and_not_decayed() -> 
     log_noise = net.likelihood_params()["log_noise"]
     assert log_noise is net.log_noise and torch.equal(log_noise, torch.zeros(2))
     decayed, kept = net.param_groups()
-    assert kept == {"params": [log_noise], "weight_decay": 0.0}
+    assert kept == {"params": [log_noise], "weight_decay": 0.0, "noise": True}  # trains at the recipe's noise_lr
     assert decayed == {"params": [p for n, p in net.named_parameters() if n != "log_noise"]}
 
 

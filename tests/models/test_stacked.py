@@ -74,7 +74,7 @@ def test_log_noise_is_stacked_and_not_decayed() -> None:
     log_noise = stacked.network.likelihood_params()["log_noise"]
     assert log_noise.shape == (3, 2)
     groups = stacked.network.param_groups()
-    assert groups[1] == {"params": [log_noise], "weight_decay": 0.0}
+    assert groups[1] == {"params": [log_noise], "weight_decay": 0.0, "noise": True}  # trains at the recipe's noise_lr
 
 
 def test_layer_without_a_batched_version_is_refused() -> None:

@@ -96,6 +96,7 @@ class Method(ABC):
 
     name: ClassVar[str] = ""
     kinds: ClassVar[frozenset[TaskKind]] = frozenset()
+    reference: ClassVar[bool] = False  # a reference runner (another package's code), never in `all` or a pattern
 
     @dataclass(frozen=True)
     class Config:

@@ -7,8 +7,8 @@ its own order, are trained by maximum likelihood and combined with uniform weigh
 - classification: p(y | x) = 1/M sum_m softmax(f_m(x));
 - regression: each member has a second output through a softplus, its variance sigma_m^2 = softplus(s_m(x)) +
   1e-6 (the paper's positivity floor), trained with the Gaussian NLL, and the ensemble is the uniform Gaussian
-  mixture 1/M sum_m N(mu_m(x), sigma_m^2(x)). The paper scores the moment-matched Gaussian of that mixture;
-  here the evaluator takes NLL from the exact mixture density and RMSE from its mean. With
+  mixture 1/M sum_m N(mu_m(x), sigma_m^2(x)). The paper scores the moment-matched Gaussian of that mixture (the
+  evaluator's `nll_moments`); the evaluator's `nll` is the exact mixture density, RMSE uses its mean. With
   `heteroscedastic=false` every member instead has `map`'s learned constant noise.
 
 The members are trained together as one batched model: every layer of a `StackedNetworks`
@@ -26,19 +26,19 @@ Where member 0 can be an ordinary `map` network (its likelihood is `map`'s: clas
 `heteroscedastic=false`) it *is* the cached MAP network of this (task, seed, split), reused from the artifact cache
 when `map`, `laplace` or post-trained `vbll` ran first; the run record names the artifact. Hence `ensemble` with
 `members=1` (and `heteroscedastic=false` for regression) predicts exactly what `map` predicts on the same seed.
-The adversarial training of the paper (optional there) is not used.
+The paper's adversarial training (its Algorithm 1) is `adversarial` (off by default).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from uqbench.config import AT_LEAST_ONE, Checked
+from uqbench.config import AT_LEAST_ONE, POSITIVE, Checked
 from uqbench.likelihoods import Likelihood, default_likelihood
 from uqbench.methods.base import FitContext, Method, methods
 from uqbench.methods.map import train_map_network
@@ -83,8 +83,25 @@ def member_seed(seed: int, member: int) -> int:
     return int(np.random.SeedSequence([seed, member]).generate_state(1)[0])
 
 
-def train_stacked(data: TaskData, ctx: FitContext, likelihood: Likelihood, members: list[int]) -> StackedNetworks:
-    """Build members (each initialised from `member_seed(seed, m)`) and train them as one batched model."""
+def fast_gradient_sign(loss: Callable[[Tensor], Tensor], x: Tensor, step: Tensor) -> tuple[Tensor, Tensor]:
+    """The loss at x (its graph kept) and the adversarial inputs x + step * sign(d loss / dx), detached.
+
+    x: [..., *in_shape]; step: broadcastable against x (eps times each input dimension's range).
+    """
+    x = x.detach().requires_grad_(True)
+    value = loss(x)
+    (grad,) = torch.autograd.grad(value, x, retain_graph=True)
+    return value, (x + step * grad.sign()).detach()
+
+
+def train_stacked(data: TaskData, ctx: FitContext, likelihood: Likelihood, members: list[int],
+                  adversarial: float | None = None) -> StackedNetworks:
+    """Build members (each initialised from `member_seed(seed, m)`) and train them as one batched model.
+
+    With `adversarial` = eps, every step also trains each member on its own adversarial batch (the paper's
+    Algorithm 1, fast gradient sign): x' = x + eps * range * sign(grad_x loss), range the per-input range over the
+    training split, and the step's loss is loss(x) + loss(x').
+    """
     networks, perms = [], []
     n = len(data.train)
     for m in members:
@@ -102,12 +119,20 @@ def train_stacked(data: TaskData, ctx: FitContext, likelihood: Likelihood, membe
     augment = ctx.train_transform
     aug_generator = torch.Generator().manual_seed(ctx.seed)
 
+    step = None if adversarial is None else adversarial * (x.amax(0) - x.amin(0))  # per input dimension
+
     def loss(idx: Tensor) -> Tensor:
         rows = perm[:, idx]  # [M, B]: member m's examples for this step
         xb = x[rows]
         if augment is not None:
             xb = augment(xb.flatten(0, 1), aug_generator).unflatten(0, rows.shape)
-        return nll(model(xb), y[rows]).mean(1).sum()
+        def batch_loss(inputs: Tensor) -> Tensor:  # members are independent: grad_x is each member's own
+            return nll(model(inputs), y[rows]).mean(1).sum()
+
+        if step is None:
+            return batch_loss(xb)
+        clean, shifted = fast_gradient_sign(batch_loss, xb, step)
+        return clean + batch_loss(shifted)
 
     def val_loss(xv: Tensor, yv: Tensor) -> Tensor:
         return nll(model(xv, shared=True), yv.expand(len(model), *yv.shape)).sum(0)
@@ -132,16 +157,21 @@ class DeepEnsemble(Method):
             members: M, the number of networks.
             heteroscedastic: regression only: members predict an input-dependent variance (the paper); false
                 gives `map`'s learned constant noise per member, and member 0 is then the cached MAP network.
+            adversarial: eps of the paper's adversarial training, as a fraction of each input dimension's range
+                over the training split (the paper: 0.01); none: off. Every member then trains on its own
+                adversarial examples, so none of them is the cached MAP network.
         """
 
         members: Annotated[int, AT_LEAST_ONE] = 5
         heteroscedastic: bool = True
+        adversarial: Annotated[float | None, POSITIVE] = None
 
     def fit(self, data: TaskData, ctx: FitContext) -> EnsemblePredictor:
-        likelihood = default_likelihood(data.kind, heteroscedastic=self.config.heteroscedastic)
+        cfg = self.config
+        likelihood = default_likelihood(data.kind, heteroscedastic=cfg.heteroscedastic)
         map_network = None
-        if likelihood == default_likelihood(data.kind):  # a member can be the MAP network
+        if likelihood == default_likelihood(data.kind) and cfg.adversarial is None:  # a member can be the MAP network
             map_network, _ = train_map_network(data, ctx)
-        rest = list(range(0 if map_network is None else 1, self.config.members))
-        stacked = train_stacked(data, ctx, likelihood, rest) if rest else None
+        rest = list(range(0 if map_network is None else 1, cfg.members))
+        stacked = train_stacked(data, ctx, likelihood, rest, cfg.adversarial) if rest else None
         return EnsemblePredictor(likelihood, map_network, stacked)

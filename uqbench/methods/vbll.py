@@ -33,6 +33,7 @@ from uqbench.methods.vbll_heads import (
 )
 from uqbench.prediction import Prediction
 from uqbench.tasks.base import TaskData, TaskKind
+from uqbench.training import NOISE
 
 FEATURE_BATCH = 1024  # examples per backbone pass when post-training precomputes features
 
@@ -63,11 +64,17 @@ class VBLLNetwork(nn.Module):
         return self.head.nll(self.backbone(x), y)
 
     def param_groups(self) -> list[dict]:
-        """Backbone with the task's weight decay; the head without (its KL is its prior)."""
-        return [
-            {"params": [p for p in self.backbone.parameters() if p.requires_grad]},
-            {"params": list(self.head.parameters()), "weight_decay": 0.0},
-        ]
+        """Backbone with the recipe's weight decay; the head without (its KL is its prior)."""
+        return [{"params": [p for p in self.backbone.parameters() if p.requires_grad]}, *head_groups(self.head)]
+
+
+def head_groups(head: nn.Module) -> list[dict]:
+    """A head's parameters without weight decay; its noise (`noise_logdiag`) in a group of its own that trains at
+    the recipe's `noise_lr`."""
+    named = list(head.named_parameters())
+    noise = [p for n, p in named if n == "noise_logdiag"]
+    groups: list[dict] = [{"params": [p for n, p in named if n != "noise_logdiag"], "weight_decay": 0.0}]
+    return groups + ([{"params": noise, "weight_decay": 0.0, NOISE: True}] if noise else [])
 
 
 class VBLLPredictor:
@@ -179,7 +186,7 @@ class VBLL(Method):
         train = (features(backbone, data.train.x, ctx.device), data.train.y)
         val = None if data.val is None else (features(backbone, data.val.x, ctx.device), data.val.y)
         # augmentation acts on inputs, and the head sees precomputed features: none in post-training
-        ctx.fit(head, network.head_loss, train, params=[{"params": list(head.parameters()), "weight_decay": 0.0}],
+        ctx.fit(head, network.head_loss, train, params=head_groups(head),
                 val=val, val_loss_fn=head.nll, batch_transform=None, description="vbll-post")
         return network, backbone_id
 

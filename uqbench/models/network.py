@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from uqbench.likelihoods import Likelihood
 from uqbench.prediction import Prediction
+from uqbench.training import NOISE
 
 
 class Network(nn.Module):
@@ -63,8 +64,9 @@ class Network(nn.Module):
         return self.likelihood.predictive(self(x), self.likelihood_params())
 
     def param_groups(self) -> list[dict]:
-        """Optimiser groups: every parameter decayed except the likelihood's own."""
+        """Optimiser groups: every parameter decayed except the likelihood's own, which train at the recipe's
+        `noise_lr` (the group is marked `uqbench.training.NOISE`)."""
         named = list(self.named_parameters())
         groups: list[dict] = [{"params": [p for n, p in named if n not in self.likelihood_names]}]
         kept = [p for n, p in named if n in self.likelihood_names]
-        return groups + ([{"params": kept, "weight_decay": 0.0}] if kept else [])
+        return groups + ([{"params": kept, "weight_decay": 0.0, NOISE: True}] if kept else [])

@@ -124,6 +124,13 @@ def load(name_or_path: str | Path) -> Protocol:
     raise UnknownName(f"unknown protocol {text!r}; shipped: {', '.join(names())} (or give a path to a .toml file)")
 
 
+def experiment(path: str | Path) -> Experiment:
+    """What `--config FILE` runs: an experiment file, or a protocol file (checked as one, its plan and settings)."""
+    from uqbench.experiment import read_toml
+
+    return _read(Path(path)).experiment if "protocol" in read_toml(Path(path)) else load_experiment(Path(path))[0]
+
+
 def _read(path: Path) -> Protocol:
     experiment, extra = load_experiment(path, extra_tables=("protocol", "reference"))
     for table in ("protocol", "reference"):
@@ -204,4 +211,4 @@ def _text(table: dict[str, Any], key: str, path: Path, name: str) -> str:
     return value
 
 
-__all__ = ["Printed", "Protocol", "Reference", "load", "names"]
+__all__ = ["Printed", "Protocol", "Reference", "experiment", "load", "names"]
