@@ -84,3 +84,34 @@ def test_seeded_restores_the_outer_rng():
     with seeded(123):
         torch.rand(10)
     assert torch.equal(torch.rand(1), expected)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_flat_adam_follows_torchs_adam(optimizer):
+    """FlatAdam (the CPU path) gives torch.optim.Adam / AdamW's updates, groups with their own lr and weight decay
+    included, and survives a caller that sets the gradients to None."""
+    import copy
+
+    from uqbench.training import FlatAdam
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    twin = copy.deepcopy(net)
+
+    def groups(module):
+        return [{"params": [module[0].weight, module[2].weight], "weight_decay": 0.1},
+                {"params": [module[0].bias, module[2].bias], "weight_decay": 0.0, "lr": 0.05}]
+
+    flat = FlatAdam(groups(net), lr=0.01, eps=1e-8, weight_decay=0.0, decoupled=optimizer == "adamw")
+    cls = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
+    reference = cls(groups(twin), lr=0.01, eps=1e-8, weight_decay=0.0)
+    x, y = torch.randn(16, 3), torch.randn(16, 2)
+    for step in range(30):
+        for module, opt in ((net, flat), (twin, reference)):
+            opt.zero_grad(set_to_none=True)
+            if step == 10:
+                module.zero_grad(set_to_none=True)  # what other code may do: FlatAdam takes the gradients back
+            ((module(x) - y) ** 2).mean().backward()
+            opt.step()
+    for a, b in zip(net.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
