@@ -160,3 +160,16 @@ def test_reproduce_runs_what_is_missing_and_exits_by_the_verdict(cli, tmp_path):
     assert subset.exit_code == 0
     bad = cli("reproduce", path, "--out", out, "--datasets", "yacht")
     assert bad.exit_code == 2 and "--datasets 'yacht': protocol 'tiny' has no such dataset" in bad.stderr
+
+
+def test_list_protocols_and_run_config_take_a_protocol_file(cli):
+    listed = cli("list", "protocols", "--format", "json")
+    rows = {r["protocol"]: r for r in json.loads(listed.stdout)}
+    assert set(rows) >= {"gal2016", "gal2018-grid", "lakshminarayanan2017", "harrison2024"}
+    assert rows["gal2018-grid"]["search"] == "yes" and rows["harrison2024"]["reference"] == "vbll-package"
+    path = protocols.load("gal2016").path
+    (key,) = [r["key"] for r in json.loads(cli("run", "mc-dropout", "--task", "uci-yacht", "--config", path,
+                                               "--dry-run", "--json").stdout)]
+    assert key["recipe"]["batch_size"] == 32 and key["recipe"]["epochs"] == 400 and key["recipe"]["optimizer"] == "adam"
+    assert key["method_config"] == {"p": 0.01, "samples": 10000, "input_dropout": True, "tau": 0.541869562034,
+                                    "length_scale": 0.1, "predictive": "mixture"}

@@ -24,10 +24,25 @@ from uqbench.errors import BadConfig, UserError
 app = typer.Typer(
     name="uqbench",
     help="Benchmark predictive-uncertainty methods on regression and classification tasks.",
-    no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
+
+
+@app.callback(invoke_without_command=True)
+def _main(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", help="Print uqbench's version and exit.")] = False,
+) -> None:
+    """Benchmark predictive-uncertainty methods on regression and classification tasks."""
+    if version:
+        import uqbench
+
+        typer.echo(f"uqbench {uqbench.__version__}")
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
 
 
 def _stdout() -> Console:
@@ -63,7 +78,7 @@ def list_(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show every hyperparameter.")] = False,
     fmt: FormatOpt = "table",
 ) -> None:
-    """List the registered methods or tasks."""
+    """List the registered methods or tasks, or the shipped paper protocols."""
     from uqbench.listing import list_rows
 
     with user_errors():
@@ -91,6 +106,12 @@ def plugins(fmt: FormatOpt = "table") -> None:
         emit(_stdout(), columns, rows, fmt)  # type: ignore[arg-type]
 
 
+JobsOpt = Annotated[int, typer.Option("--jobs", help="Runs at a time (worker processes, or Ray CPUs).")]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (this machine) or ray.")]
+AddressOpt = Annotated[
+    Optional[str], typer.Option("--address", help="Ray cluster to join ('auto' or HOST:PORT); none starts a local Ray.")
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 ConfigOpt = Annotated[
     Optional[Path], typer.Option("--config", help="Experiment file (TOML: [plan] and [set]); see the README.")
 ]
@@ -111,7 +132,7 @@ def run(
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Set the recipe's number of epochs.")] = None,
     set_: SetOpt = None,
     config: ConfigOpt = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOpt = "auto",
     out: OutOpt = Path("results"),
     data_dir: DataDirOpt = None,
     save_predictions: Annotated[
@@ -181,11 +202,9 @@ def compare(
         Optional[int], typer.Option("--splits", help="First N splits of every task (default: the suite's; uci: all).")
     ] = None,
     config: ConfigOpt = None,
-    jobs: Annotated[int, typer.Option("--jobs", help="Runs at a time (worker processes, or Ray CPUs).")] = 1,
-    executor: Annotated[str, typer.Option("--executor", help="local (this machine) or ray.")] = "local",
-    address: Annotated[
-        Optional[str], typer.Option("--address", help="Ray cluster to join ('auto' or HOST:PORT); none starts a local Ray.")
-    ] = None,
+    jobs: JobsOpt = 1,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
     out: OutOpt = Path("results"),
     fmt: FormatOpt = "table",
     metric: Annotated[
@@ -199,7 +218,7 @@ def compare(
     no_retry: NoRetryOpt = False,
     set_: SetOpt = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Set every run's number of epochs.")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
     save_predictions: Annotated[
         bool, typer.Option("--save-predictions", help="Save predictions of every run (for `uqbench plot`).")
@@ -323,15 +342,13 @@ def reproduce(
         Optional[int], typer.Option("--seeds", help="Only seeds 0 .. N-1 (protocols whose repetitions are seeds).")
     ] = None,
     k: Annotated[float, typer.Option("--k", help="Tolerance in combined standard errors.")] = 2.0,
-    jobs: Annotated[int, typer.Option("--jobs", help="Runs at a time (worker processes, or Ray CPUs).")] = 1,
-    executor: Annotated[str, typer.Option("--executor", help="local (this machine) or ray.")] = "local",
-    address: Annotated[
-        Optional[str], typer.Option("--address", help="Ray cluster to join ('auto' or HOST:PORT); none starts a local Ray.")
-    ] = None,
+    jobs: JobsOpt = 1,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
     out: OutOpt = Path("results"),
     fmt: FormatOpt = "table",
     no_run: Annotated[bool, typer.Option("--no-run", help="Run nothing; compare what the store holds.")] = False,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
     quiet: QuietOpt = False,
 ) -> None:

@@ -41,7 +41,8 @@ from typing import Any
 
 from uqbench.errors import BadConfig, UserError
 from uqbench.search import Holdout
-from uqbench.spec import CONFIG_FILE, FLAG, SET, SUITE, Request, SearchRequest, Setting, parse_setting, setting_at
+from uqbench.settings import CONFIG_FILE, FLAG, SET, SUITE, Setting, parse_setting, setting_at
+from uqbench.spec import Request, SearchRequest
 from uqbench.suites import Suite, suites
 
 DEFAULT_SUITE = "quick"

@@ -6,7 +6,8 @@ chooses: the data fingerprint (`Task.fingerprint`) and the code that runs it (uq
 and the task's distribution). All of it is the run's key; the record id is its hash, so no setting, data file or
 code version can change without changing the id.
 
-Settings come from five layers, applied in this order (a later one wins):
+`plan(Request)` resolves every run of a request from its settings (`uqbench.settings`), applied in one order
+(a later source wins):
 
 1. class defaults (each config's field defaults), then the task's defaults (`Task.recipe`, `Task.backbone`);
 2. a suite's or protocol's settings;
@@ -15,9 +16,9 @@ Settings come from five layers, applied in this order (a later one wins):
 5. flag sugar (`--epochs N`).
 
 Within a layer, a setting scoped to a method or a task beats an unscoped one, and one scoped to both beats
-either. A setting is `[SCOPE.][PART.]KEY=VALUE`: SCOPE is a method name and/or a task name (only runs of that
-method / on that task), PART is `method`, `task`, `recipe` or `backbone` (else the part that has KEY: an
-ambiguous key must name its part). A setting that applies to no planned run is an error, never ignored.
+either. A setting that applies to no planned run is an error, never ignored (one scoped to a method or task
+outside the plan is checked for typos instead). `run`, `compare`, `reproduce`, the Python API, the executors (they
+receive `RunSpec`s), the plots (`RunSpec.from_key`) and the artifact keys (`RunSpec.shared_key`) all go through it.
 """
 
 from __future__ import annotations
@@ -32,73 +33,8 @@ from uqbench.errors import BadConfig, UnknownName
 from uqbench.models import BackboneConfig
 from uqbench.results import RunKey
 from uqbench.search import Holdout, Search
+from uqbench.settings import PARTS, Setting, applicable, owners, parse_setting, typed
 from uqbench.training import TrainConfig
-
-PARTS = ("method", "task", "recipe", "backbone")
-DEFAULTS, SUITE, CONFIG_FILE, SET, FLAG = range(5)  # layers, lowest precedence first
-LAYER_NAMES = ("defaults", "suite or protocol", "config file", "--set", "flag")
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One assignment KEY=VALUE for the runs in its scope.
-
-    Attributes:
-        key: the config field.
-        value: command-line text (`text=True`, coerced to the field's type) or a typed value (a config file's).
-        part: 'method', 'task', 'recipe', 'backbone', or None for whichever part has the key.
-        method, task: the scope: only runs of this method / on this task (None: any).
-        layer: DEFAULTS .. FLAG (see the module docstring).
-        source: where it came from, for messages: "--set lr=0.1", "exp.toml: set.uci-yacht.epochs".
-        text: whether `value` is text.
-    """
-
-    key: str
-    value: Any
-    part: str | None = None
-    method: str | None = None
-    task: str | None = None
-    layer: int = SET
-    source: str = ""
-    text: bool = True
-
-    @property
-    def specificity(self) -> int:
-        return (self.method is not None) + (self.task is not None)
-
-    def applies(self, method: str, task: str) -> bool:
-        return self.method in (None, method) and self.task in (None, task)
-
-
-def parse_setting(text: str, layer: int = SET, source: str | None = None) -> Setting:
-    """A setting from its text form `[SCOPE.][PART.]KEY=VALUE` (as `--set` takes it)."""
-    where = source or f"--set {text}"
-    path, sep, value = text.partition("=")
-    if not sep or not path.strip():
-        raise BadConfig(f"{where}: expected key=value")
-    return setting_at(path.strip().split("."), value.strip(), layer, where, text=True)
-
-
-def setting_at(path: list[str], value: Any, layer: int, source: str, text: bool) -> Setting:
-    """A setting from a dotted path (scope names, part, key) and a value."""
-    from uqbench.methods import methods
-    from uqbench.tasks import tasks
-
-    *prefix, key = [p.strip() for p in path]
-    scope: dict[str, str | None] = {"part": None, "method": None, "task": None}
-    for name in prefix:
-        slot = "part" if name in PARTS else "method" if name in methods else "task" if name in tasks else None
-        if slot is None:
-            raise UnknownName(
-                f"{source}: {name!r} is neither a part ({', '.join(PARTS)}) nor a method or task name; "
-                f"methods: {', '.join(methods.names())}; tasks: {', '.join(tasks.names())}"
-            )
-        if scope[slot] is not None:
-            raise BadConfig(f"{source}: two {slot} names ({scope[slot]!r}, {name!r}) in one setting")
-        scope[slot] = name
-    if not key:
-        raise BadConfig(f"{source}: expected key=value")
-    return Setting(key, value, scope["part"], scope["method"], scope["task"], layer, source, text)
 
 
 @dataclass(frozen=True)
@@ -381,9 +317,9 @@ def _resolve_pair(method_name: str, task_name: str, request: Request, used: set[
     types = {part: cfgmod.field_types(cls) for part, cls in parts.items()}
     overrides: dict[str, dict[str, Any]] = {part: {} for part in PARTS}
     origins: dict[tuple[str, str], str] = {}  # (part, key) -> the source of the setting that won
-    for i, s, part in _applicable(request.settings, method_name, task_name, types):
+    for i, s, part in applicable(request.settings, method_name, task_name, types):
         used.add(i)
-        overrides[part][s.key] = _typed(s, types[part][s.key], named[part])
+        overrides[part][s.key] = typed(s, types[part][s.key], named[part])
         origins[part, s.key] = s.source
 
     def build(part: str, config_cls: type, fields: dict[str, Any]) -> Any:
@@ -412,32 +348,15 @@ def _resolve_pair(method_name: str, task_name: str, request: Request, used: set[
     return {"spec": spec, "task": task_cls(task_config, data_dir=request.data_dir)}
 
 
-def owners(method: str, task: str) -> dict[str, str]:
-    """How messages name each part of a run: "method 'vbll'", "task 'uci-boston'", "the training recipe", ..."""
-    return {"method": f"method {method!r}", "task": f"task {task!r}", "recipe": "the training recipe",
-            "backbone": "the backbone"}
-
-
-def _applicable(settings: tuple[Setting, ...], method: str, task: str, types: dict[str, dict[str, Any]]):
-    """(index, setting, part) of every setting this pair takes, lowest precedence first (see the module doc)."""
-    order = sorted(range(len(settings)), key=lambda i: (settings[i].layer, settings[i].specificity, i))
-    for i in order:
-        s = settings[i]
-        if s.applies(method, task):
-            part = _part_of(s, types)
-            if part is not None:
-                yield i, s, part
-
-
 def _search(spec: RunSpec, request: Request, types: dict[str, dict[str, Any]], named: dict[str, str],
             used: set[int]) -> Search | None:
     """The pair's grid (the axes it takes, each value typed and checked against its config), or None."""
     assert request.search is not None
     axes: dict[tuple[str, str], tuple[Any, ...]] = {}
     offset = len(request.settings)
-    for i, s, part in _applicable(request.search.grid, spec.method, spec.task, types):
+    for i, s, part in applicable(request.search.grid, spec.method, spec.task, types):
         used.add(offset + i)
-        values = tuple(_typed(dataclasses.replace(s, value=v), types[part][s.key], named[part]) for v in s.value)
+        values = tuple(typed(dataclasses.replace(s, value=v), types[part][s.key], named[part]) for v in s.value)
         for value in values:
             try:
                 spec.with_values({(part, s.key): value})
@@ -447,24 +366,6 @@ def _search(spec: RunSpec, request: Request, types: dict[str, dict[str, Any]], n
     if not axes:
         return None
     return Search(request.search.metric, request.search.holdout, tuple((p, k, v) for (p, k), v in sorted(axes.items())))
-
-
-def _part_of(s: Setting, types: dict[str, dict[str, Any]]) -> str | None:
-    """The part a setting sets for this pair, or None when none of the pair's parts has the key."""
-    if s.part is not None:
-        return s.part if s.key in types[s.part] else None
-    having = [part for part in PARTS if s.key in types[part]]
-    if len(having) > 1:
-        raise BadConfig(f"{s.source}: {s.key!r} is a key of {' and '.join(having)}; "
-                        f"write {' or '.join(f'{p}.{s.key}' for p in having)}")
-    return having[0] if having else None
-
-
-def _typed(s: Setting, tp: Any, owner: str) -> Any:
-    try:
-        return cfgmod.coerce(tp, s.value) if s.text else cfgmod.convert(tp, s.value)
-    except ValueError:
-        raise BadConfig(f"{s.source}: {s.key!r} of {owner} must be {cfgmod.describe_type(tp)}; got {s.value!r}") from None
 
 
 def _backbone_fields(default: BackboneConfig, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -498,4 +399,4 @@ def _changes(spec: RunSpec) -> str:
     return ", ".join(out) or "-"
 
 
-__all__ = ["PARTS", "Plan", "Request", "RunSpec", "Setting", "parse_setting", "plan", "plan_table", "resolve"]
+__all__ = ["Plan", "Request", "RunSpec", "SearchRequest", "method_names", "plan", "plan_table", "resolve"]

@@ -117,7 +117,7 @@ class MCDropout(Method):
         def __post_init__(self) -> None:
             super().__post_init__()
             if self.length_scale is not None and self.tau is None:
-                raise BadConfig(f"'length_scale' needs 'tau' (its L2 term is l^2 (1 - p) / (2 N tau)); got tau=None")
+                raise BadConfig("'length_scale' needs 'tau' (its L2 term is l^2 (1 - p) / (2 N tau)); got tau=None")
 
     def fit(self, data: TaskData, ctx: FitContext) -> MCDropoutPredictor:
         cfg = self.config
