@@ -97,6 +97,12 @@ def test_failed_and_missing_runs_are_counted():
     assert (r.n_runs, r.n_failed, r.n_missing) == (3, 1, 1)
 
 
+def test_the_splits_of_one_config_are_one_row_though_each_reads_its_own_files():
+    keys = [RunKey("a", {}, "uci-yacht", {}, 0, split, data={"index_train": f"sha-of-split-{split}"}) for split in range(3)]
+    board = build([RunRecord(k, "ok", metrics={"nll": 1.0 + k.split}) for k in keys])
+    assert len(board.rows) == 1 and board.rows[0].n_runs == 3
+
+
 def test_configs_are_kept_apart():
     recs = [record("a", "t", s, {"nll": 1.0}, lr=lr) for s in range(2) for lr in (0.1, 0.2)]
     board = build(recs)

@@ -155,6 +155,7 @@ def test_reproduce_runs_what_is_missing_and_exits_by_the_verdict(cli, tmp_path):
     assert again.exit_code == 0, again.output
     assert "0 of 2 planned runs" not in again.stderr and "2 of 2 planned runs are in" in again.stderr
     assert "| toy-regression | rmse" in again.stdout and "✓" in again.stdout
+    assert f"| {near} " in again.stdout  # the published column shows the number as the paper printed it
     assert "tiny (v1): 2 of 2 cells within 2 combined s.e." in again.stdout
     subset = cli("reproduce", path, "--out", out, "--datasets", "toy-regression", "--no-run")
     assert subset.exit_code == 0

@@ -113,7 +113,7 @@ AddressOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 ConfigOpt = Annotated[
-    Optional[Path], typer.Option("--config", help="Experiment file (TOML: [plan] and [set]); see the README.")
+    Optional[Path], typer.Option("--config", help="Experiment file (TOML: \\[plan], \\[set], \\[search]); see the README.")
 ]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the resolved runs and their ids; run nothing.")]
 NoRetryOpt = Annotated[bool, typer.Option("--no-retry", help="Keep stored failed runs instead of running them again.")]

@@ -42,6 +42,7 @@ class Cell:
         from_sd: the published spread was a standard deviation, converted to a standard error.
         rounding: half-width of the published mean's rounding interval (0 for a reference runner).
         z: difference in combined standard errors (None without both sides); within: |z| <= k.
+        shown: the reference as the table shows it: as printed, a standard deviation divided by sqrt(n).
     """
 
     task: str
@@ -52,6 +53,20 @@ class Cell:
     rounding: float = 0.0
     z: float | None = None
     within: bool | None = None
+    shown: str | None = None
+
+
+def shown(printed: Printed, spread: str, n: int) -> str:
+    """The printed mean ± standard error at the printed precision (a standard deviation over n divided by sqrt(n),
+    with one more decimal, and marked so).
+
+    >>> shown(Printed.parse("3.28 ± 1.00"), "sd", 20), shown(Printed.parse("2.97 ± 0.19"), "se", 20)
+    ('3.28 ± 0.224 (sd→se)', '2.97 ± 0.19')
+    """
+    if spread == "se":
+        return str(printed)
+    digits = printed.decimals[1] + 1
+    return f"{printed.mean:.{printed.decimals[0]}f} ± {printed.spread / math.sqrt(n):.{digits}f} (sd→se)"
 
 
 def published(printed: Printed, spread: str, n: int) -> tuple[Estimate, float]:
@@ -102,10 +117,12 @@ def compare(reference: Reference, records: list[RunRecord], tasks: list[str], k:
             printed = reference.values.get(task, {})
             theirs = {m: published(p, reference.spread, reference.splits[task]) for m, p in printed.items()}
             metrics = list(printed)
+        display = {m: shown(p, reference.spread, reference.splits[task])
+                   for m, p in ({} if reference.runner else reference.values.get(task, {})).items()}
         for metric in metrics:
             mine, ref = ours.get(metric), theirs.get(metric)
             cell = Cell(task, metric, mine, ref[0] if ref else None, reference.spread == "sd" and reference.runner is None,
-                        ref[1] if ref else 0.0)
+                        ref[1] if ref else 0.0, shown=display.get(metric) or (_estimate(ref[0]) if ref else None))
             if mine is not None and ref is not None:
                 z = difference(mine, ref[0], ref[1])
                 cell = replace(cell, z=z, within=abs(z) <= k)
@@ -128,7 +145,7 @@ def table(protocol: Protocol, cells: list[Cell], fmt: str, k: float, subset: str
     rows = []
     for c in cells:
         mine = "—" if c.ours is None else _estimate(c.ours)
-        theirs = "—" if c.published is None else _estimate(c.published) + (" (sd→se)" if c.from_sd else "")
+        theirs = c.shown or "—"
         z = "—" if c.z is None else ("∞" if math.isinf(c.z) else f"{c.z:+.1f}")
         mark = "" if c.within is None else ("✓" if c.within else "✗")
         rows.append([c.task, c.metric, mine, theirs, z, mark])
@@ -158,4 +175,4 @@ def to_json(protocol: Protocol, cells: list[Cell], k: float, subset: str) -> dic
     }
 
 
-__all__ = ["Cell", "Estimate", "compare", "difference", "published", "table", "to_json", "verdict"]
+__all__ = ["Cell", "Estimate", "compare", "difference", "published", "shown", "table", "to_json", "verdict"]

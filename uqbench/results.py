@@ -47,17 +47,19 @@ class RunKey:
 
     @property
     def config_id(self) -> str:
-        """16 hex digits identifying the runs that belong together on a leaderboard: the key without seed, split
-        and code versions (a new release re-runs a config, but its runs still compare with a baseline's)."""
+        """16 hex digits identifying the runs that belong together on a leaderboard: the key without seed, split,
+        data fingerprint (each split reads its own index files) and code versions (a new release re-runs a config,
+        but its runs still compare with a baseline's). Of two records of one config, seed and split that differ
+        only there, the leaderboard takes the newer."""
         key = asdict(self)
-        for name in ("seed", "split", "code"):
+        for name in ("seed", "split", "data", "code"):
             del key[name]
         return content_hash(key)
 
 
 @dataclass
 class RunRecord:
-    """One run's result (the JSON schema `uqbench.run/1`)."""
+    """One run's result (the JSON schema `uqbench.run/2`)."""
 
     key: RunKey
     status: str  # "ok"; "failed" (the run's own failure: NaN loss, a crash in the method); "error" (never stored)
