@@ -111,6 +111,27 @@ def test_shipped_protocols_resolve_every_run(cli, protocol, shared_uci):
     assert json.loads(result.stdout)["within"] is False
 
 
+TWO_SPLITS = [("gal2016", "--splits", 0), ("lakshminarayanan2017", "--splits", None), ("harrison2024", "--seeds", None),
+              pytest.param("gal2018-grid", "--splits", None, marks=pytest.mark.slow)]
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("protocol, subset, exit_code", TWO_SPLITS)
+def test_two_splits_of_each_protocol_run_on_the_real_data(cli, tmp_path, shared_uci, protocol, subset, exit_code):
+    """Yacht, the smallest set, on two splits (seeds for harrison2024) with the protocol's full recipe. gal2016 must
+    agree with the published table there; the others report their verdict either way (see the README)."""
+    result = cli("reproduce", protocol, "--datasets", "yacht", subset, "2", "--data-dir", shared_uci, "--out", tmp_path,
+                 "--format", "json", "-q")
+    assert result.exit_code in ((0, 1) if exit_code is None else (exit_code,)), result.output
+    report = json.loads(result.stdout)
+    compared = [c for c in report["cells"] if c["published"] is not None]
+    assert {c["metric"] for c in compared} >= {"rmse"} and all(c["ours"]["n"] == 2 for c in compared)
+    assert report["subset"]
+    if protocol == "gal2018-grid":
+        records = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
+        assert all(len(r["info"]["search"]["candidates"]) == 12 for r in records)
+
+
 BAD = [
     ("[protocol]\nname='x'\nversion=1\ntitle='t'\ncitation='c'\n[plan]\nmethods=['map']\ntasks=['two-moons']\n",
      "reference: a protocol needs a [reference] table"),
