@@ -197,6 +197,21 @@ def test_multi_output_regression_sums_single_output_elbos():
 # The package's pitfalls (../shared/vbll-spec.md section 9), each avoided on purpose.
 # ---------------------------------------------------------------------------------------------------------------
 
+@pytest.mark.parity
+def test_the_reference_runner_can_start_from_the_authors_later_initialisation():
+    """`mean_init='main'` scales the wheel's N(0, 1) last-layer means to N(0, 2/d), from the same random draw."""
+    pytest.importorskip("vbll")
+    from uqbench.methods.vbll_package import VBLLPackage, make_head
+
+    heads = {}
+    for init in ("wheel", "main"):
+        torch.manual_seed(0)
+        heads[init] = make_head(VBLLPackage.Config(mean_init=init), 50, 1, 0.01)
+    assert torch.equal(heads["main"].W_mean, heads["wheel"].W_mean * math.sqrt(2 / 50))
+    assert torch.equal(heads["main"].W_offdiag, heads["wheel"].W_offdiag)
+    assert abs(heads["wheel"].W_mean.std().item() - 1.0) < 0.3
+
+
 def test_regression_targets_of_shape_B_are_refused_not_broadcast():
     head = RegressionHead(D, 1, HeadConfig())
     phi, y = torch.randn(B, D), torch.randn(B, 1)

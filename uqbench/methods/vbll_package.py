@@ -7,14 +7,18 @@ The paper's priors are given in uqbench's units (prior variance 1, inverse-Wisha
 mapped to the package's parameters (its `prior_scale` is divided by the feature width d, so it gets d times the
 prior variance). As the authors do, the layer is excluded from weight decay. Everything else is the package's own:
 its random initialisation (noise scale drawn from N(0, 1) * log(wishart_scale)), its loss and its predictive.
+One exception on request: `mean_init="main"` rescales the wheel's W_mean ~ N(0, 1) to N(0, 2/d), the initialisation
+of the authors' GitHub main since October 2025 (commit fdc6ad0, not released) and of uqbench's `vbll`.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+import torch
 from torch import Tensor, nn
 
 from uqbench.config import POSITIVE, Checked
@@ -53,12 +57,15 @@ class VBLLPackage(Method):
             prior_scale: prior variance of each last-layer weight (handed to the package as d * prior_scale).
             wishart_scale: Psi of the inverse-Wishart noise prior.
             dof: nu of that prior.
+            mean_init: W_mean's initialisation: 'wheel' (the released 0.4.9 wheel's N(0, 1)) or 'main' (N(0, 2/d),
+                the authors' GitHub main since October 2025).
         """
 
         parameterization: Literal["dense", "diagonal", "lowrank"] = "dense"
         prior_scale: Annotated[float, POSITIVE] = 1.0
         wishart_scale: Annotated[float, POSITIVE] = 1.0
         dof: Annotated[float, POSITIVE] = 1.0
+        mean_init: Literal["wheel", "main"] = "wheel"
 
     def supports(self, kind: TaskKind) -> str | None:
         if importlib.util.find_spec("vbll") is None:
@@ -66,14 +73,10 @@ class VBLLPackage(Method):
         return super().supports(kind)
 
     def fit(self, data: TaskData, ctx: FitContext) -> PackagePredictor:
-        import vbll
-
         cfg = self.config
         backbone = ctx.make_backbone()
         d, weight = backbone.out_features, 1.0 / len(data.train)
-        rank = {"cov_rank": 3} if cfg.parameterization == "lowrank" else {}
-        head = vbll.Regression(d, data.out_dim, weight, cfg.parameterization, prior_scale=d * cfg.prior_scale,
-                               wishart_scale=cfg.wishart_scale, dof=cfg.dof, **rank).to(ctx.device)
+        head = make_head(cfg, d, data.out_dim, weight).to(ctx.device)
         network = nn.ModuleDict({"backbone": backbone, "head": head})
 
         def loss(x: Tensor, y: Tensor) -> Tensor:
@@ -89,6 +92,19 @@ class VBLLPackage(Method):
         info = {"vbll-package.version": _version(), "vbll-package.prior_scale": d * cfg.prior_scale,
                 "vbll-package.regularization_weight": weight}
         return PackagePredictor(backbone, head, info)
+
+
+def make_head(cfg: VBLLPackage.Config, d: int, outputs: int, weight: float) -> nn.Module:
+    """The package's `vbll.Regression` on d features with `cfg` in uqbench's units and the chosen W_mean init."""
+    import vbll
+
+    rank = {"cov_rank": 3} if cfg.parameterization == "lowrank" else {}
+    head = vbll.Regression(d, outputs, weight, cfg.parameterization, prior_scale=d * cfg.prior_scale,
+                           wishart_scale=cfg.wishart_scale, dof=cfg.dof, **rank)
+    if cfg.mean_init == "main":
+        with torch.no_grad():
+            head.W_mean.mul_(math.sqrt(2.0 / d))
+    return head
 
 
 def _version() -> str:
