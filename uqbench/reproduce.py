@@ -109,20 +109,19 @@ def compare(reference: Reference, records: list[RunRecord], tasks: list[str], k:
     cells = []
     for task in tasks:
         ours = estimates(records, reference.method, task)
-        theirs: dict[str, tuple[Estimate, float]] = {}
         if reference.runner is not None:
             theirs = {m: (e, 0.0) for m, e in estimates(records, reference.runner, task).items()}
+            display = {m: _estimate(e) for m, (e, _) in theirs.items()}
             metrics = [m for m in ("rmse", "nll") if m in theirs or m in ours]
         else:
             printed = reference.values.get(task, {})
             theirs = {m: published(p, reference.spread, reference.splits[task]) for m, p in printed.items()}
+            display = {m: shown(p, reference.spread, reference.splits[task]) for m, p in printed.items()}
             metrics = list(printed)
-        display = {m: shown(p, reference.spread, reference.splits[task])
-                   for m, p in ({} if reference.runner else reference.values.get(task, {})).items()}
         for metric in metrics:
             mine, ref = ours.get(metric), theirs.get(metric)
             cell = Cell(task, metric, mine, ref[0] if ref else None, reference.spread == "sd" and reference.runner is None,
-                        ref[1] if ref else 0.0, shown=display.get(metric) or (_estimate(ref[0]) if ref else None))
+                        ref[1] if ref else 0.0, shown=display.get(metric))
             if mine is not None and ref is not None:
                 z = difference(mine, ref[0], ref[1])
                 cell = replace(cell, z=z, within=abs(z) <= k)
