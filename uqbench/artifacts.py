@@ -2,15 +2,15 @@
 
 An artifact is identified by a name and a key (the run's key without its method — task, data fingerprint,
 recipe, backbone, seed, split, uqbench version — and whatever else the trainer's result depends on); its
-weights are stored as `<dir>/<name>-<hash>.pt` (written atomically, read back with `weights_only=True`). A forced
+weights are stored as `<dir>/<name>-<hash>.pt` (written atomically, read back with `weights_only=True`; a file
+that is unreadable, not plain weights or of other shapes is trained again and replaced). A forced
 re-run (`--force`) retrains every artifact it uses that was stored before the command started. Building and training run under their own seeded RNG, and the caller's global RNG state
 is restored afterwards, so a run gives the same result whether the artifact was trained or loaded.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import pickle
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from uqbench.config import content_hash
+from uqbench.files import reader, subdir, write_atomic
 from uqbench.training import seeded
 
 
@@ -57,7 +58,7 @@ class ArtifactCache:
         with seeded(seed):
             module = build()
             state = self._load(artifact_id)
-            if state is not None:
+            if state is not None and _fits(module, state):
                 module.load_state_dict(state)
                 module.eval()
                 self.used[artifact_id] = "loaded"
@@ -76,22 +77,25 @@ class ArtifactCache:
         path = self._path(artifact_id)
         if path is None or not path.exists():
             return None
-        if self.refresh_since is not None and path.stat().st_mtime < self.refresh_since:
+        if self.refresh_since is not None and path.lstat().st_mtime < self.refresh_since:
             return None
-        return torch.load(path, map_location="cpu", weights_only=True)
+        try:  # weights_only: a file holding anything but tensors (a pickled callable, say) is refused unread
+            state = torch.load(reader(path), map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
+            return None  # unreadable, truncated, a link or not weights: trained again and replaced
+        return state if isinstance(state, dict) else None
 
     def _store(self, artifact_id: str, module: nn.Module) -> None:
         state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
         self._memory[artifact_id] = state
         path = self._path(artifact_id)
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-        os.close(fd)
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        if path is not None:
+            folder = subdir(path.parent.parent, path.parent.name)  # never through a planted link
+            write_atomic(folder / path.name, lambda fh: torch.save(state, fh))
+
+
+def _fits(module: nn.Module, state: dict) -> bool:
+    """Whether `state` holds exactly the module's tensors with their shapes (else the stored file is not its)."""
+    own = module.state_dict()
+    return own.keys() == state.keys() and all(
+        isinstance(state[k], torch.Tensor) and state[k].shape == v.shape for k, v in own.items())

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from uqbench.errors import DataError
+from uqbench.files import reader, subdir, write_atomic
 from uqbench.results import RunRecord
 
 KINDS = ("reliability", "bands", "ood")
@@ -56,9 +57,49 @@ def collect(records: list[RunRecord], results: Path) -> list[Runs]:
     for (task, method, cid), recs in groups.items():
         recs = sorted(recs, key=lambda r: (r.key.seed, r.key.split))
         label = method if methods_per_task[task, method] == 1 else f"{method}-{cid[:8]}"
-        arrays = [dict(np.load(results / r.predictions)) for r in recs]
+        arrays = [load_predictions(results / r.predictions) for r in recs]  # type: ignore[operator]
         out.append(Runs(task, label, recs, arrays))
     return out
+
+
+MAX_PREDICTIONS_BYTES = 4 << 30
+
+
+def load_predictions(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a saved-predictions file, checked; DataError naming the file when it is not one.
+
+    Read without following links and without unpickling (`allow_pickle=False`): an object array is refused.
+    Expected: `targets` [N] and `score` [N], then `probs` [N, C] or `mean` and `var` [N, D], and per OOD set
+    the same arrays prefixed `ood_<name>_` (see the README).
+    """
+    import zipfile
+
+    try:
+        with np.load(reader(path, MAX_PREDICTIONS_BYTES), allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise DataError(f"{path}: not a saved-predictions file ({type(exc).__name__}: {exc})") from None
+    problem = _shape_problem(arrays)
+    if problem:
+        raise DataError(f"{path}: not a saved-predictions file ({problem})")
+    return arrays
+
+
+def _shape_problem(arrays: dict[str, np.ndarray]) -> str | None:
+    """What is wrong with a predictions file's arrays, or None."""
+    if "targets" not in arrays or arrays["targets"].ndim not in (1, 2):
+        return "no array 'targets' of shape [N] or [N, D]"
+    rows_of = {"": len(arrays["targets"])}  # array-name prefix -> rows: the test set, then each OOD set
+    rows_of.update({k[: -len("score")]: v.size for k, v in arrays.items() if k.startswith("ood_") and k.endswith("_score")})
+    for prefix, rows in rows_of.items():
+        score = arrays.get(f"{prefix}score")
+        if score is None or score.shape != (rows,):
+            return f"array {prefix}score missing or not of shape [{rows}]"
+        for part in ["probs"] if f"{prefix}probs" in arrays else ["mean", "var"]:
+            a = arrays.get(prefix + part)
+            if a is None or a.ndim != 2 or len(a) != rows or a.dtype.kind != "f":
+                return f"array {prefix}{part} missing or not a float [{rows}, K] array"
+    return None
 
 
 def plot_all(runs: list[Runs], out: Path, kinds: tuple[str, ...] = KINDS, data_dir: Path | None = None) -> list[Path]:
@@ -77,9 +118,8 @@ def plot_all(runs: list[Runs], out: Path, kinds: tuple[str, ...] = KINDS, data_d
             fig = figures[kind]()
             if fig is None:
                 continue
-            path = out / group.task / f"{group.label}-{kind}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path, dpi=110)
+            path = subdir(out, group.task) / f"{group.label}-{kind}.png"
+            write_atomic(path, lambda fh, f=fig: f.savefig(fh, format="png", dpi=110))
             written.append(path)
     return written
 

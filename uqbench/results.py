@@ -6,7 +6,7 @@ seed, split, data fingerprint and code versions), so a changed default, data fil
 a stale result is never reused. Every field is always present (null when not applicable).
 
 Records of the older format `uqbench.run/1` (whose keys lack the recipe, backbone, data and code) are never
-reused: the store lists them in `problems` and leaves them on disk.
+reused: the store lists them in `problems` (see `ResultStore` for what it does with unusable files).
 """
 
 from __future__ import annotations
@@ -14,15 +14,21 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from uqbench.config import content_hash
+from uqbench.errors import DataError
+from uqbench.files import NotARegularFile, read_bytes, subdir, write_atomic
 
 SCHEMA = "uqbench.run/2"
 OLD_SCHEMAS = ("uqbench.run/1",)
+RECORD_NAME = re.compile(r"[0-9a-f]{16}\.json")  # `<id>.json`: the files a store reads as records
+MAX_RECORD_BYTES = 16 << 20  # a record is a few kB; a larger file is not one
+QUARANTINE = "quarantine"
 
 
 @dataclass(frozen=True)
@@ -107,37 +113,110 @@ def clean_metrics(metrics: dict[str, float]) -> tuple[dict[str, float | None], l
     return cleaned, warnings
 
 
-def write_atomic(path: Path, text: str | bytes) -> None:
-    """Write a file so that readers see either the old content or the new, never a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+class Unreadable(ValueError):
+    """A file in a results directory that is not a usable record of this format (the message says why)."""
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _dict_of(check) -> Any:
+    return lambda v: isinstance(v, dict) and all(isinstance(k, str) and check(x) for k, x in v.items())
+
+
+def _optional(check) -> Any:
+    return lambda v: v is None or check(v)
+
+
+_ANY_DICT = _dict_of(lambda _: True)
+KEY_FIELDS = {
+    "method": _is_str, "method_config": _ANY_DICT, "task": _is_str, "task_config": _ANY_DICT, "seed": _is_int,
+    "split": _is_int, "recipe": _ANY_DICT, "backbone": _ANY_DICT, "data": _dict_of(_is_str),
+    "code": _dict_of(_is_str), "search": _optional(_ANY_DICT),
+}
+RECORD_FIELDS = {
+    "key": _ANY_DICT, "status": lambda v: v in ("ok", "failed"), "error": _optional(_dict_of(_is_str)),
+    "metrics": _dict_of(_optional(_is_number)), "warnings": lambda v: isinstance(v, list) and all(map(_is_str, v)),
+    "n": _dict_of(_is_int), "timings_s": _dict_of(_is_number), "artifacts": _dict_of(_optional(_is_str)),
+    "method_source": _is_str, "data_sha256": _dict_of(_is_str), "info": _ANY_DICT, "env": _ANY_DICT,
+    "created_at": _is_str, "predictions": _optional(_is_str), "schema": _is_str,
+}
+
+
+def _check_fields(data: dict[str, Any], fields: dict[str, Any], where: str) -> None:
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise Unreadable(f"unknown field {where}{unknown[0]!r}")
+    for name, check in fields.items():
+        if name not in data:
+            raise Unreadable(f"no field {where}{name!r}")
+        if not check(data[name]):
+            raise Unreadable(f"field {where}{name!r} has a wrong type or value ({str(data[name])[:40]!r})")
+
+
+def parse_record(text: str) -> RunRecord:
+    """A record from its JSON text, validated field by field against the schema; Unreadable says what is wrong.
+
+    Refused: invalid JSON (NaN and Infinity are not JSON), another schema, a missing, unknown or mistyped field, a
+    non-finite metric, an `id` that is not the hash of the key, a predictions file other than `<id>.npz`.
+    """
+    def no_constants(name: str) -> None:
+        raise Unreadable(f"{name} is not JSON")
+
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(text.encode() if isinstance(text, str) else text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        data = json.loads(text, parse_constant=no_constants)
+    except json.JSONDecodeError as exc:
+        raise Unreadable(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise Unreadable("nested too deeply") from None
+    if not isinstance(data, dict):
+        raise Unreadable(f"a JSON {type(data).__name__}, not a record")
+    schema = data.get("schema")
+    if schema in OLD_SCHEMAS:
+        raise Unreadable(f"older record format {schema!r}, not reused (re-run it)")
+    if schema != SCHEMA:
+        raise Unreadable(f"schema {str(schema)[:40]!r}, expected {SCHEMA!r}")
+    stated = data.pop("id", None)
+    _check_fields(data, RECORD_FIELDS, "")
+    _check_fields(data["key"], KEY_FIELDS, "key.")
+    record = RunRecord.from_json(data)
+    if stated is not None and stated != record.id:
+        raise Unreadable(f"its id {str(stated)[:20]!r} is not the hash of its key ({record.id})")
+    if record.predictions not in (None, f"{record.id}.npz"):
+        raise Unreadable(f"predictions {record.predictions[:40]!r}: expected {record.id}.npz beside the record")
+    return record
 
 
 class ResultStore:
-    """A directory of run records.
+    """A directory of run records, `<id>.json` each.
 
-    `records()` reads every record; files it cannot use (another format, unreadable, named for another id) are
-    listed in `problems` as "path: reason" and left on disk.
+    A file named like a record that cannot be used (truncated, not a record of this format, mistyped fields, named
+    for another id, a link) is reported in `problems` as "path: reason". A store opened with `quarantine=True`
+    (by the commands that run) moves such a file into `<root>/quarantine/` when a planned run asks for it (`get`),
+    never deleting it: the run is then missing and runs again. Reading the whole store (`records`), and the
+    read-only commands (`check`, `plot`, `--no-run`), only report.
+    Other `.json` files (a baseline kept beside the records, say) are not records and are left alone.
     """
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, quarantine: bool = False):
         self.root = Path(root)
+        self.quarantine = quarantine
         self.problems: list[str] = []
 
     def path(self, run_id: str) -> Path:
         return self.root / f"{run_id}.json"
 
     def has(self, key: RunKey) -> bool:
-        return self.path(key.id).exists()
+        return self.get(key.id) is not None
 
     def write(self, record: RunRecord) -> Path:
         if record.status not in ("ok", "failed"):
@@ -147,29 +226,64 @@ class ResultStore:
         return path
 
     def load(self, run_id: str) -> RunRecord:
-        return RunRecord.from_json(json.loads(self.path(run_id).read_text()))
+        """The record `run_id`; Unreadable (or OSError when absent) otherwise."""
+        path = self.path(run_id)
+        try:
+            text = read_bytes(path, MAX_RECORD_BYTES).decode("utf-8")
+        except UnicodeDecodeError:
+            raise Unreadable("not UTF-8 text") from None
+        except NotARegularFile as exc:
+            raise Unreadable(str(exc).removeprefix(f"{path}: ")) from None
+        record = parse_record(text)
+        if record.id != run_id:
+            raise Unreadable(f"holds the record {record.id}, not {run_id}")
+        return record
+
+    def get(self, run_id: str, set_aside: bool = True) -> RunRecord | None:
+        """The record `run_id`, or None when it is absent or unusable (then reported, and with `quarantine` and
+        `set_aside` moved into the quarantine folder: the run is missing, and runs again)."""
+        path = self.path(run_id)
+        if not os.path.lexists(path):
+            return None
+        try:
+            return self.load(run_id)
+        except (Unreadable, OSError) as exc:
+            self._problem(path, exc, set_aside and self.quarantine)
+            return None
 
     def records(self) -> list[RunRecord]:
-        """Every usable record in the store, sorted by (task, method, seed, split)."""
-        out, self.problems = [], []
+        """Every usable record in the store, sorted by (task, method, seed, split); `problems` lists the rest
+        (each file once, however often the store is read)."""
+        out = []
         for path in sorted(self.root.glob("*.json")):
-            try:
-                data = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
+            if not RECORD_NAME.fullmatch(path.name):
                 continue
-            if not isinstance(data, dict) or "schema" not in data:
-                continue
-            if data["schema"] in OLD_SCHEMAS:
-                self.problems.append(f"{path}: older record format {data['schema']!r}, not reused (re-run it)")
-                continue
-            if data["schema"] != SCHEMA:
-                continue
-            record = RunRecord.from_json(data)
-            if path.stem != record.id:
-                self.problems.append(f"{path}: holds the record {record.id}, not {path.stem}; ignored")
-                continue
-            out.append(record)
+            record = self.get(path.stem, set_aside=False)
+            if record is not None:
+                out.append(record)
         return sorted(out, key=lambda r: (r.key.task, r.key.method, r.key.seed, r.key.split))
+
+    def _problem(self, path: Path, exc: Exception, set_aside: bool) -> None:
+        reason = str(exc).removeprefix(f"{path}: ") if isinstance(exc, Unreadable) else (
+            f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}")
+        if not set_aside:
+            line = f"{path}: {reason}; ignored"
+        else:
+            aside = self._set_aside(path)
+            line = f"{path}: {reason}; moved to {aside}, its run runs again" if aside else f"{path}: {reason}; ignored"
+        if line not in self.problems:
+            self.problems.append(line)
+
+    def _set_aside(self, path: Path) -> Path | None:
+        """Move `path` into `<root>/quarantine/` under a new, unique name; None if it could not be moved."""
+        try:
+            folder = subdir(self.root, QUARANTINE)
+            fd, target = tempfile.mkstemp(dir=folder, prefix=f"{path.stem}.", suffix=".json")
+            os.close(fd)
+            os.replace(path, target)  # a link is moved as a link, never followed
+        except (OSError, DataError):
+            return None
+        return Path(target)
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:

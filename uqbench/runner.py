@@ -30,7 +30,8 @@ from uqbench.methods import FitContext, Predictor
 from uqbench.methods.base import ood_score
 from uqbench.metrics import default_ood_score, evaluate
 from uqbench.prediction import Categorical, Gaussian, GaussianMixture, Prediction
-from uqbench.results import ResultStore, RunRecord, clean_metrics, write_atomic
+from uqbench.files import write_atomic
+from uqbench.results import ResultStore, RunRecord, clean_metrics
 from uqbench.search import best
 from uqbench.spec import RunSpec
 from uqbench.tasks import TaskData
@@ -89,7 +90,7 @@ class Runner:
 
     def __init__(self, options: RunOptions):
         self.options = options
-        self.store = ResultStore(options.out)
+        self.store = ResultStore(options.out, quarantine=True)
         self.device = resolve_device(options.device)
         refresh = options.refresh_since if options.force else None
         self.artifacts = ArtifactCache(options.out / "artifacts", refresh_since=refresh)
@@ -100,7 +101,7 @@ class Runner:
         A computed record is stored unless its status is 'error' (a failure of the environment, not a result).
         """
         key = spec.key()
-        stored = self.store.load(key.id) if self.store.has(key) else None
+        stored = self.store.get(key.id)
         if not wanted(stored, self.options, self.options.save_predictions):
             return stored, False  # type: ignore[return-value]
         record = self.execute(spec)

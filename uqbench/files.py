@@ -1,0 +1,96 @@
+"""Files uqbench writes and reads in a results directory: atomic, exclusive writes; reads that follow no links.
+
+Every file uqbench writes (records, saved predictions, cached networks, figures) goes through `write_atomic`:
+the content is written to a temporary file created exclusively (`O_CREAT | O_EXCL`: an unpredictable name, in
+the target's directory, never an existing file or a planted link), flushed to disk, given the mode the user's
+umask allows, and renamed over the target. A reader sees the old file or the new one, never a partial one; a
+link planted at the target's name is replaced, not followed; a failed write leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import IO, Callable
+
+from uqbench.errors import DataError
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file (read once: os.umask cannot be read safely later)
+
+
+def write_atomic(path: Path, content: str | bytes | Callable[[IO[bytes]], object]) -> None:
+    """Write `path` atomically: `content` is text (UTF-8), bytes, or a function that writes to a binary file.
+
+    The parent directory is created if needed. Raises whatever the write raises, after removing the temporary file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb") as fh:
+            if callable(content):
+                content(fh)
+            else:
+                fh.write(content.encode() if isinstance(content, str) else content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class NotARegularFile(OSError):
+    """A path that is a symbolic link, a directory or a device where a plain file was expected."""
+
+
+def read_bytes(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of a regular file, without following a symbolic link at `path` (NotARegularFile).
+
+    Args:
+        limit: refuse (NotARegularFile) a file larger than this many bytes; None reads any size.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        if Path(path).is_symlink():
+            raise NotARegularFile(f"{path}: a symbolic link (not followed)") from None
+        raise exc
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise NotARegularFile(f"{path}: not a regular file")
+        if limit is not None and info.st_size > limit:
+            raise NotARegularFile(f"{path}: {info.st_size} bytes, more than the {limit} expected")
+        return fh.read()
+
+
+def subdir(root: Path, *parts: str) -> Path:
+    """`root/parts...`, created as needed; DataError when one of the parts is a link (a store from
+    elsewhere could hold `artifacts -> /somewhere`, and uqbench writes only inside the directories it was given)."""
+    path = Path(root)
+    for part in parts:
+        path = path / part
+        if path.is_symlink():
+            raise DataError(f"{path}: a symbolic link where uqbench keeps its own folder; not followed (remove it)")
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def reader(path: Path, limit: int | None = None) -> io.BytesIO:
+    """`read_bytes` as a seekable binary file object (for parsers that take one, such as `numpy.load`)."""
+    return io.BytesIO(read_bytes(path, limit))
+
+
+__all__ = ["FILE_MODE", "NotARegularFile", "read_bytes", "reader", "subdir", "write_atomic"]
