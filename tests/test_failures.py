@@ -7,12 +7,12 @@ import json
 import shutil
 
 import pytest
+from image_files import write_mnist_like
 
-from image_files import image_root
 from uqbench.compare import PlanDisplay, pending, run_specs
 from uqbench.executors import InProcess, ProcessPool, RayExecutor, WorkerOptions
 from uqbench.results import ResultStore
-from uqbench.runner import RunOptions, Runner
+from uqbench.runner import Runner, RunOptions
 from uqbench.spec import Plan, resolve
 
 CHEAP = ["arch=mlp", "width=8", "epochs=1", "n_test=4", "batch_size=16"]
@@ -33,15 +33,17 @@ def test_errors_are_not_stored_and_failures_are_retried(tmp_path, executor):
     """One table for `--jobs 1`, `--jobs 2` and Ray: a file that vanished after planning gives an 'error' record
     that is not stored (the run is tried again once the file is back); a NaN loss gives a stored 'failed' record
     that the next comparison tries again unless retrying is off."""
-    root = image_root(tmp_path / "data")
-    specs = [resolve("map", "cifar10", CHEAP, data_dir=root),
-             resolve("map", "cifar10", [*CHEAP, "lr=1e30"], data_dir=root)]
+    root = tmp_path / "data"
+    write_mnist_like(root / "fashion-mnist", seed=0, gz=False)
+    specs = [resolve("map", "fashion-mnist", CHEAP, data_dir=root),
+             resolve("map", "fashion-mnist", [*CHEAP, "lr=1e30"], data_dir=root)]
     the_plan = Plan(specs)
     options = RunOptions(out=tmp_path / "out", data_dir=root)
     store = ResultStore(options.out)
     display = PlanDisplay(None, quiet=True)  # type: ignore[arg-type]
-    hidden = tmp_path / "svhn-test.mat"
-    shutil.move(root / "test_32x32.mat", hidden)  # an OOD set of cifar10, gone after planning
+    test_images = root / "fashion-mnist" / "t10k-images-idx3-ubyte"
+    hidden = tmp_path / "hidden"
+    shutil.move(test_images, hidden)  # the test set, gone after planning
     try:
         records = {r.id: r for r in run_specs(specs, _executor(executor, options), store, display)}
     finally:
@@ -50,10 +52,10 @@ def test_errors_are_not_stored_and_failures_are_retried(tmp_path, executor):
 
             ray.shutdown()
     assert {r.status for r in records.values()} == {"error"}
-    assert all(r.error["type"] == "DataError" and "test_32x32.mat" in r.error["message"] for r in records.values())
+    assert all(r.error["type"] == "DataError" and "t10k-images" in r.error["message"] for r in records.values())
     assert not list(options.out.glob("*.json")) and pending(the_plan, store, options) == specs
 
-    shutil.move(hidden, root / "test_32x32.mat")
+    shutil.move(hidden, test_images)
     records = {r.id: r for r in run_specs(specs, InProcess(Runner(options)), store, display)}
     assert [records[s.id].status for s in specs] == ["ok", "failed"]
     assert [store.load(s.id).status for s in specs] == ["ok", "failed"]  # both are results, both stored

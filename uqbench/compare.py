@@ -25,9 +25,7 @@ def pending(plan: Plan, store: ResultStore, options: RunOptions) -> list[RunSpec
     predictions when they are asked for, or all of them with `force`."""
     todo = []
     for spec in plan.specs:
-        key = spec.key()
-        stored = store.load(key.id) if store.has(key) else None
-        if wanted(stored, options, options.save_predictions):
+        if wanted(store.get(spec.id), options, options.save_predictions):
             todo.append(spec)
     return todo
 
@@ -50,6 +48,7 @@ def run_specs(specs: list[RunSpec], executor: Executor, store: ResultStore, disp
         for record in executor.run(specs):
             if record.status != "error":
                 store.write(record)
+                display.stored += 1
             done.append(record)
             display.finished(record)
     finally:
@@ -98,6 +97,7 @@ class PlanDisplay:
         self.console, self.quiet, self.workers = console, quiet, workers
         self.label = ""  # the run whose epochs the training bar shows (set by the runner)
         self.total = self.done = self.failed = self.errors = 0
+        self.stored = 0  # records written to the store (by `run_specs`)
         self._progress: Progress | None = None
         self._plan_task = self._train_task = None
         self._started = time.perf_counter()

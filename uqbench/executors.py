@@ -77,13 +77,18 @@ class InProcess:
 
 
 class ProcessPool:
-    """Runs jobs in N worker processes; each worker limits torch to its share of the cores, cores // N threads.
+    """Runs specs in N worker processes, one spec at a time each; a worker limits torch to cores // N threads.
 
     The share is fixed, not adjusted to how many jobs are running: a run's arithmetic, hence its last bits,
     depends on its thread count (convolutions and large reductions split their work by thread), and a run must
     give the same record every time the same command runs it. Workers are started with 'spawn' (forking a
-    process that has used torch's thread pool is not safe). If a worker dies, the runs that had not finished
-    come back as 'error' records with the reason.
+    process that has used torch's thread pool is not safe), ignore SIGINT (the driver alone handles Ctrl-C) and
+    exit by themselves within a second when the driver is gone, however it ended (SIGKILL included).
+
+    The driver knows which spec each worker holds: when a worker dies (killed, out of memory, a crash in native
+    code), that run alone comes back as an 'error' record naming the exit code; a new worker takes its place and
+    the other runs go on. On Ctrl-C the records that workers have already sent are still handed over, then the
+    workers are killed at once.
     """
 
     def __init__(self, n_jobs: int, options: WorkerOptions):
@@ -91,19 +96,110 @@ class ProcessPool:
         self.options = options.with_threads(options.threads or max(1, (os.cpu_count() or 1) // n_jobs))
 
     def run(self, specs: list[RunSpec]) -> Iterator[RunRecord]:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from multiprocessing.connection import wait
 
-        pool = ProcessPoolExecutor(max_workers=self.n_jobs, mp_context=multiprocessing.get_context("spawn"))
+        queue, busy, idle = list(reversed(specs)), {}, []  # busy: worker -> the spec it runs
         try:
-            futures = {pool.submit(execute_spec, spec, self.options): spec for spec in specs}
-            for future in as_completed(futures):
-                try:
-                    yield future.result()
-                except Exception as exc:  # the worker died (BrokenProcessPool) or could not send the record
-                    yield error_record(futures[future], exc)
-        finally:  # on Ctrl-C, do not wait for running jobs: their records would be discarded anyway
-            pool.shutdown(wait=False, cancel_futures=True)
+            while queue or busy:
+                while queue and len(busy) < self.n_jobs:
+                    worker = idle.pop() if idle else _Worker(self.options)
+                    spec = queue.pop()
+                    worker.send(spec)
+                    busy[worker] = spec
+                wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+                for worker in [w for w in busy if w.done()]:
+                    spec = busy.pop(worker)
+                    record = worker.receive()
+                    if record is None:  # it died: only its run is lost; the others go on
+                        yield error_record(spec, WorkerDied(worker.process.exitcode))
+                    else:
+                        idle.append(worker)
+                        yield record
+        except KeyboardInterrupt:
+            for worker in [w for w in busy if w.done()]:  # finished while Ctrl-C was pressed: keep them
+                record = worker.receive()
+                if record is not None:
+                    yield record
+            raise
+        finally:
+            _Worker.stop_all([*busy, *idle])
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended while it ran a spec."""
+
+    def __init__(self, exitcode: int | None):
+        import signal
+
+        how = f"killed by {signal.Signals(-exitcode).name}" if exitcode is not None and exitcode < 0 else f"exit code {exitcode}"
+        super().__init__(f"the worker process died while running it ({how}; out of memory?)")
+
+
+class _Worker:
+    """One worker process and the driver's end of its pipe."""
+
+    def __init__(self, options: WorkerOptions):
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, options, os.getpid()), daemon=True)
+        self.process.start()
+        child.close()
+
+    def send(self, spec: RunSpec) -> None:
+        self.conn.send(spec)
+
+    def done(self) -> bool:
+        """Whether a record is waiting or the process has ended."""
+        return self.conn.poll() or not self.process.is_alive()
+
+    def receive(self) -> RunRecord | None:
+        """The worker's record, or None when it died (the worker is then gone)."""
+        try:
+            if self.conn.poll():
+                return self.conn.recv()
+        except (EOFError, OSError):
+            pass
+        self.process.join(timeout=1)
+        return None
+
+    @staticmethod
+    def stop_all(workers: list[_Worker]) -> None:
+        """Kill the workers now (a running spec is abandoned: its record would not be kept anyway)."""
+        for worker in workers:
+            worker.process.kill()
+        for worker in workers:
+            worker.process.join(timeout=2)
+            worker.conn.close()
+
+
+def _serve(conn, options: WorkerOptions, driver: int) -> None:
+    """A worker's loop: receive a spec, send back its record, until the pipe closes or the driver is gone."""
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_without, args=(driver,), daemon=True).start()
+    while True:
+        try:
+            spec = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            record = execute_spec(spec, options)
+        except BaseException as exc:  # a plugin's SystemExit, say: this run fails, the worker goes on
+            record = error_record(spec, exc)
+        conn.send(record)
+
+
+def _exit_without(driver: int, every_s: float = 0.5) -> None:
+    """End this process when its parent `driver` is gone (re-parented: getppid changes)."""
+    import time
+
+    while os.getppid() == driver:
+        time.sleep(every_s)
+    os._exit(1)
 
 
 class RayExecutor:

@@ -72,7 +72,7 @@ def test_interrupted_compare_keeps_finished_runs_and_resumes(cli, tmp_path, monk
     monkeypatch.setattr(compare_mod, "make_executor", lambda runner, *parallel: StopAfter(runner, 2))
     result = cli("compare", *TINY, "--out", tmp_path)
     assert result.exit_code == 130
-    assert "interrupted: 2 finished run(s) kept" in result.stderr
+    assert "interrupted: 2 run(s) finished now and kept in " in result.stderr and ", 2 not run;" in result.stderr
     kept = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*.json")}
     assert len(kept) == 2 and not list(tmp_path.glob(".tmp-*"))
 
