@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import uqbench
-from image_files import image_root
-from uqbench.errors import BadConfig, UnknownName
+from image_files import image_root, register_checksums
+from uqbench.errors import BadConfig, DataError, UnknownName
 from uqbench.experiment import CommandLine, compare_request, load_experiment
 from uqbench.results import ResultStore
 from uqbench.spec import RunSpec, plan, resolve
@@ -123,23 +123,29 @@ def test_ambiguous_and_unknown_keys_are_refused():
 
 
 # -- keys that cannot lie ----------------------------------------------------------------------------------------
-def test_a_changed_data_file_changes_the_key(tmp_path):
+def test_a_changed_data_file_changes_the_key(tmp_path, monkeypatch):
     root = image_root(tmp_path / "data")
+    register_checksums(monkeypatch, root)
     before = resolve("map", "cifar10", data_dir=root)
     batch = root / "cifar-10-batches-py" / "data_batch_3"
     batch.write_bytes(batch.read_bytes() + b"\0")
+    with pytest.raises(DataError, match="data_batch_3 has md5"):  # a file that fails its checksum is never planned
+        resolve("map", "cifar10", data_dir=root)
+    register_checksums(monkeypatch, root)  # one that passes it (a new published version, say) changes the key
     after = resolve("map", "cifar10", data_dir=root)
     assert before.data != after.data and before.id != after.id
     changed = {k for k in before.data if before.data[k] != after.data[k]}
     assert changed == {"cifar-10-batches-py/data_batch_3"}
 
 
-def test_a_run_refuses_data_that_changed_after_it_was_planned(tmp_path):
+def test_a_run_refuses_data_that_changed_after_it_was_planned(tmp_path, monkeypatch):
     from uqbench.runner import RunOptions, Runner
 
     root = image_root(tmp_path / "data")
+    register_checksums(monkeypatch, root)
     spec = resolve("map", "cifar10", ["arch=mlp", "epochs=1", "n_test=4"], data_dir=root)
     (root / "cifar-10-batches-py" / "test_batch").write_bytes((root / "cifar-10-batches-py" / "data_batch_1").read_bytes())
+    register_checksums(monkeypatch, root)  # a change that passes the checksum check, which is the run's key's to catch
     record, _ = Runner(RunOptions(out=tmp_path / "out", data_dir=root)).run(spec)
     assert record.status == "error" and record.error["type"] == "DataChanged"
     assert "changed after the run was planned (cifar-10-batches-py/test_batch)" in record.error["message"]

@@ -2,13 +2,18 @@
 
 Every test writes a tiny dataset in the real formats (CIFAR's pickled python batches, SVHN's .mat files, IDX
 files for Fashion-MNIST and MNIST) into tmp_path and passes it as --data-dir, so the real loading code runs
-offline. Downloads are replaced by a function that fails as an offline machine does.
+offline; the tiny CIFAR / SVHN files' md5s are registered in place of the published ones, so they pass through
+the real checksum check. Downloads are replaced by a function that fails as an offline machine does.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
+import pickle
+import pickletools
 import urllib.error
 from pathlib import Path
 
@@ -17,14 +22,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from image_files import N, image_root as write_image_root, random_pixels as _pixels, write_cifar10, write_cifar100, write_idx, write_mnist_like, write_svhn
+from image_files import N, image_root as write_image_root, random_pixels as _pixels, register_checksums, write_batch, write_cifar10, write_cifar100, write_idx, write_mnist_like, write_svhn
 from uqbench.cli import app
-from uqbench.datasets import file_sha256
+from uqbench.datasets import file_md5, file_sha256
 from uqbench.errors import BadConfig, DataError
 from uqbench.methods import methods
 from uqbench.spec import resolve
 from uqbench.tasks import fashion_mnist, tasks
-from uqbench.tasks.images import SOURCES, Normaliser, RandomCropFlip, locate_files
+from uqbench.tasks import images
+from uqbench.tasks.images import PUBLISHED_MD5, SOURCES, Normaliser, RandomCropFlip, locate_files
 
 
 def _read(name: str, split: str, root: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -33,9 +39,11 @@ def _read(name: str, split: str, root: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture
-def image_root(tmp_path: Path) -> Path:
-    """A data root with tiny CIFAR-10, CIFAR-100 and SVHN."""
-    return write_image_root(tmp_path / "data")
+def image_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data root with tiny CIFAR-10, CIFAR-100 and SVHN, their md5s registered."""
+    root = write_image_root(tmp_path / "data")
+    register_checksums(monkeypatch, root)
+    return root
 
 
 @pytest.fixture
@@ -57,17 +65,19 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     return attempts
 
 
-def test_cifar_reader_keeps_the_channel_first_layout(tmp_path):
+def test_cifar_reader_keeps_the_channel_first_layout(tmp_path, monkeypatch):
     test_pixels = write_cifar10(tmp_path)
+    register_checksums(monkeypatch, tmp_path)
     np.testing.assert_array_equal(_read("cifar10", "test", tmp_path)[0], test_pixels)
     pixels, labels = _read("cifar10", "train", tmp_path)
     assert pixels.shape == (5 * N, 3, 32, 32) and labels.dtype == np.int64
 
 
-def test_cifar100_uses_fine_labels_and_svhn_maps_10_to_0(tmp_path):
+def test_cifar100_uses_fine_labels_and_svhn_maps_10_to_0(tmp_path, monkeypatch):
     write_cifar100(tmp_path)
-    assert _read("cifar100", "test", tmp_path)[1].max() < 100
     pixels, y = write_svhn(tmp_path)
+    register_checksums(monkeypatch, tmp_path)
+    assert _read("cifar100", "test", tmp_path)[1].max() < 100
     test_pixels, test_labels = _read("svhn", "test", tmp_path)
     np.testing.assert_array_equal(test_pixels, pixels)
     np.testing.assert_array_equal(test_labels, y[:, 0] % 10)
@@ -147,8 +157,9 @@ def test_a_gpu_changes_where_a_run_goes_not_what_it_is(monkeypatch, image_root):
     assert resolve("map", "cifar100", ["precision=bf16"], data_dir=image_root).id != ids[0]  # precision is in the key
 
 
-def test_missing_file_in_data_dir_names_it_and_never_downloads(tmp_path, offline):
+def test_missing_file_in_data_dir_names_it_and_never_downloads(tmp_path, offline, monkeypatch):
     write_cifar10(tmp_path)  # but no SVHN, which is an OOD set of cifar10
+    register_checksums(monkeypatch, tmp_path)
     with pytest.raises(DataError, match=r"svhn: file not found: .*test_32x32.mat; --data-dir must hold"):
         tasks.get("cifar10")(data_dir=tmp_path).load(0, 0)
     assert offline == []
@@ -163,11 +174,147 @@ def test_offline_without_data_dir_is_one_line_and_exit_2(tmp_path, offline):
     assert result.stdout == "" and offline == ["cifar10"]
 
 
-def test_corrupt_file_is_a_data_error(tmp_path):
+def test_corrupt_file_is_refused_by_its_checksum_and_by_the_reader(tmp_path, monkeypatch):
     write_cifar10(tmp_path)
+    register_checksums(monkeypatch, tmp_path)
+    expected = file_md5(tmp_path / "cifar-10-batches-py/test_batch")
     (tmp_path / "cifar-10-batches-py/test_batch").write_bytes(b"not a pickle")
+    actual = hashlib.md5(b"not a pickle").hexdigest()
+    with pytest.raises(DataError, match=rf"cifar10: .*test_batch has md5 {actual[:12]}\.\.\., expected "
+                                        rf"{expected[:12]}\.\.\. \(torchvision's published checksum\); refusing"):
+        _read("cifar10", "test", tmp_path)
+    register_checksums(monkeypatch, tmp_path)  # as if that were the published file: the reader refuses it
     with pytest.raises(DataError, match="test_batch: not a CIFAR python batch"):
         _read("cifar10", "test", tmp_path)
+
+
+# -- files from elsewhere: checked against the published md5, then parsed without running code ------------------
+class Payload:
+    """Unpickling this runs `call(*args)`: a harmless stand-in for an attacker's code (it creates `marker`)."""
+
+    def __init__(self, call, marker: Path):
+        self.call, self.marker = call, marker
+
+    def __reduce__(self):
+        if self.call is exec:
+            return exec, (f"open({str(self.marker)!r}, 'w').close()",)
+        return os.system, (f"touch '{self.marker}'",)
+
+
+def _plant(root: Path, call, marker: Path) -> Path:
+    """Replace cifar10's data_batch_1 with a batch whose 'data' is a payload; returns its path."""
+    batch = root / "cifar-10-batches-py" / "data_batch_1"
+    batch.write_bytes(pickle.dumps({"data": Payload(call, marker), "labels": [0] * N}, protocol=2))
+    return batch
+
+
+@pytest.mark.parametrize("call", [exec, os.system], ids=["exec", "system"])
+def test_a_crafted_batch_is_refused_by_its_checksum_before_it_is_read(image_root, tmp_path, monkeypatch, call):
+    marker = tmp_path / "pwned"
+    expected = PUBLISHED_MD5["cifar-10-batches-py/data_batch_1"]  # the registered md5 of the tiny batch it replaces
+    batch = _plant(image_root, call, marker)
+    monkeypatch.setattr(images.safe_pickle, "load_arrays", lambda *a, **k: pytest.fail("a batch was parsed"))
+    with pytest.raises(DataError) as caught:
+        tasks.get("cifar10")(data_dir=image_root).load(0, 0)
+    message = str(caught.value)
+    assert message == (
+        f"cifar10: {batch} has md5 {file_md5(batch)[:12]}..., expected {expected[:12]}... (torchvision's published "
+        f"checksum); refusing a corrupt or different file unread; --data-dir must hold {SOURCES['cifar10'].hint}, "
+        f"or omit --data-dir to download it"
+    )
+    assert "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in message and not marker.exists()
+
+
+@pytest.mark.parametrize("call", [exec, os.system], ids=["exec", "system"])
+def test_a_crafted_batch_with_a_matching_checksum_is_refused_by_the_unpickler(image_root, tmp_path, monkeypatch, call):
+    """As if the md5 collided or the table were tampered with: the restricted unpickler still runs nothing."""
+    marker = tmp_path / "pwned"
+    batch = _plant(image_root, call, marker)
+    register_checksums(monkeypatch, image_root)
+    asked = "__builtin__.exec" if call is exec else f"{os.system.__module__}.system"  # as protocol 2 names them
+    with pytest.raises(DataError) as caught:
+        tasks.get("cifar10")(data_dir=image_root).load(0, 0)
+    assert str(caught.value) == f"{batch}: not a CIFAR python batch: it asks for {asked}"
+    assert not marker.exists()
+    pickle.loads(batch.read_bytes())  # the payload is live: plain pickle runs it
+    assert marker.exists()
+
+
+def test_an_object_array_in_a_batch_is_refused(image_root, monkeypatch):
+    batch = image_root / "cifar-10-batches-py" / "data_batch_1"
+    batch.write_bytes(pickle.dumps({"data": np.array([1, "x"], dtype=object), "labels": [0, 1]}, protocol=2))
+    register_checksums(monkeypatch, image_root)
+    with pytest.raises(DataError, match=r"data_batch_1: not a CIFAR python batch: it asks for an array of dtype 'O8'$"):
+        _read("cifar10", "train", image_root)
+
+
+def test_the_published_format_and_python3_pickles_load(tmp_path, monkeypatch):
+    """The published batches: Python 2's protocol 2 (str as BINSTRING, numpy 1.x's `numpy.core.multiarray`),
+    read with latin1; a Python 3 pickle with bytes keys (numpy 2's `numpy._core`) reads the same."""
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    pixels = _pixels(np.random.default_rng(0), N, (3, 32, 32))
+    labels = [i % 10 for i in range(N)]
+    write_batch(folder / "test_batch", {"batch_label": "testing batch 1 of 1", "labels": labels,
+                                        "data": pixels.reshape(N, 3072), "filenames": [f"{i}.png" for i in range(N)]})
+    ops = list(pickletools.genops((folder / "test_batch").read_bytes()))
+    assert "BINSTRING" in {op.name for op, _, _ in ops} and not {op.name for op, _, _ in ops} & {"BINUNICODE", "BINBYTES"}
+    assert [arg for op, arg, _ in ops if op.name == "GLOBAL"] == ["numpy.core.multiarray _reconstruct", "numpy ndarray",
+                                                                  "numpy dtype"]
+    register_checksums(monkeypatch, tmp_path)
+    got_pixels, got_labels = _read("cifar10", "test", tmp_path)
+    np.testing.assert_array_equal(got_pixels, pixels)
+    np.testing.assert_array_equal(got_labels, labels)
+    for protocol in (2, 4):
+        with open(folder / "test_batch", "wb") as fh:
+            pickle.dump({b"labels": labels, b"data": pixels.reshape(N, 3072), b"batch_label": b"x"}, fh, protocol)
+        register_checksums(monkeypatch, tmp_path)
+        np.testing.assert_array_equal(_read("cifar10", "test", tmp_path)[0], pixels)
+
+
+def test_the_checksum_table_is_torchvisions(monkeypatch):
+    datasets = pytest.importorskip("torchvision.datasets")
+    published = {f"{cls.base_folder}/{name}": md5 for cls in (datasets.CIFAR10, datasets.CIFAR100)
+                 for name, md5 in cls.train_list + cls.test_list}
+    published.update({name: md5 for split, (_, name, md5) in datasets.SVHN.split_list.items() if split != "extra"})
+    assert PUBLISHED_MD5 == published
+    assert set(PUBLISHED_MD5) == {name for s in SOURCES.values() for files in s.files.values() for name in files}
+
+
+def test_a_changed_file_in_the_cache_is_refused_with_how_to_replace_it(tmp_path, offline, monkeypatch):
+    cache = Path(os.environ["UQBENCH_DATA"])
+    write_svhn(cache)
+    register_checksums(monkeypatch, cache)
+    (cache / "test_32x32.mat").write_bytes(b"changed")
+    with pytest.raises(DataError, match=r"svhn: .*test_32x32.mat has md5 .*; delete it to download it again, or "
+                                        r"pass --data-dir DIR holding train_32x32.mat and test_32x32.mat from http"):
+        locate_files(SOURCES["svhn"], "test", None)
+    assert offline == []  # present files are never downloaded over
+
+
+def test_md5_helper_streams_and_notices_a_changed_file(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"abc" * 1000)
+    assert file_md5(path) == hashlib.md5(b"abc" * 1000).hexdigest()
+    path.write_bytes(b"abd" * 1001)
+    assert file_md5(path) == hashlib.md5(b"abd" * 1001).hexdigest()
+
+
+@pytest.mark.parametrize("registered", [False, True], ids=["checksum", "unpickler"])
+def test_cli_run_on_a_crafted_batch_is_one_line_and_exit_2(image_root, tmp_path, monkeypatch, registered):
+    marker, out = tmp_path / "pwned", tmp_path / "out"
+    batch = _plant(image_root, exec, marker)
+    if registered:
+        register_checksums(monkeypatch, image_root)
+    args = ["run", "map", "--task", "cifar10", "--data-dir", str(image_root), "--out", str(out),
+            "--set", "n_train=12", "--set", "epochs=1", "--device", "cpu"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    refusal = f"{batch}: not a CIFAR python batch: it asks for __builtin__.exec" if registered else \
+        f"cifar10: {batch} has md5 "
+    assert len(lines) == 1 and lines[0].startswith(f"error: {refusal}"), result.stderr
+    assert result.stdout == "" and not marker.exists() and not list(out.glob("**/*.json"))
 
 
 @pytest.mark.parametrize("method", ["map", "vbll"])

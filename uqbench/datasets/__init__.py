@@ -115,13 +115,24 @@ def data_root(data_dir: Path | None = None) -> Path:
 
 def file_sha256(path: Path) -> str:
     """Hex sha256 of a file's bytes; remembered in this process while the file's size, mtime and inode stay."""
+    return _file_digest(path, "sha256")
+
+
+def file_md5(path: Path) -> str:
+    """Hex md5 of a file's bytes, for files whose publisher gives only an md5 (torchvision's datasets); remembered
+    like `file_sha256`."""
+    return _file_digest(path, "md5")
+
+
+def _file_digest(path: Path, algorithm: str) -> str:
     stat = os.stat(path)
-    return _sha256_of(os.path.realpath(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    return _digest_of(os.path.realpath(path), algorithm, stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
 
-@functools.lru_cache(maxsize=256)
-def _sha256_of(path: str, size: int, mtime_ns: int, inode: int) -> str:
-    digest = hashlib.sha256()
+@functools.lru_cache(maxsize=512)
+def _digest_of(path: str, algorithm: str, size: int, mtime_ns: int, inode: int) -> str:
+    # FIPS builds refuse md5 unless flagged, as torchvision does: it only matches a file to a published digest
+    digest = hashlib.new(algorithm, usedforsecurity=algorithm != "md5")
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
@@ -209,4 +220,4 @@ def _quiet(logger: logging.Logger) -> Iterator[None]:
         logger.setLevel(level)
 
 
-__all__ = ["DatasetCard", "card_names", "data_root", "fetch", "file_sha256", "load_card"]
+__all__ = ["DatasetCard", "card_names", "data_root", "fetch", "file_md5", "file_sha256", "load_card"]

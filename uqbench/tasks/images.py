@@ -3,9 +3,12 @@
 Files are found under a data root (`--data-dir DIR`, else `$UQBENCH_DATA`, else the user cache directory) in
 torchvision's layout: `cifar-10-batches-py/` (CIFAR-10 python version), `cifar-100-python/`, and SVHN's
 `train_32x32.mat` / `test_32x32.mat`. Without `--data-dir`, missing files are downloaded with torchvision's
-dataset classes (which check the archives' md5); with it, nothing is downloaded. The readers below parse the
-formats directly, so any file in the right format is accepted; the sha256 of every file a run reads is part of
-its key (`fingerprint`, hashed when the run is planned) and stored in its record.
+dataset classes (which check the archives' md5); with it, nothing is downloaded. Either way, every file is checked
+against the md5 torchvision publishes for it (`PUBLISHED_MD5`) before it is read: a file with another checksum is
+refused (`DataError`), never parsed. The readers below then parse the formats directly, a pickled CIFAR batch with
+a restricted unpickler (`uqbench.safe_pickle`) that admits only what rebuilds uint8 numpy arrays, so even a file
+that passed the check cannot run code. The sha256 of every file a run reads is part of its key (`fingerprint`,
+hashed when the run is planned) and stored in its record.
 
 Pixels are scaled to [0, 1] and standardised per channel with the mean and standard deviation of the full
 training set (on the real data these are the usual CIFAR/SVHN normalisation constants); OOD sets use the
@@ -25,8 +28,9 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from uqbench import safe_pickle
 from uqbench.config import AT_LEAST_ONE, Checked
-from uqbench.datasets import data_root, file_sha256
+from uqbench.datasets import data_root, file_md5, file_sha256
 from uqbench.errors import DataError
 from uqbench.models import BackboneConfig
 from uqbench.tasks.base import Split, Task, TaskData, tasks
@@ -41,7 +45,8 @@ class Source:
 
     Attributes:
         name: dataset name as used in task and OOD-set names.
-        files: split ('train' / 'test') -> file paths relative to the data root.
+        files: split ('train' / 'test') -> file paths relative to the data root (each with its md5 in
+            `PUBLISHED_MD5`).
         read: file paths -> (uint8 pixels [N, C, H, W], int64 labels [N]).
         download: (data root, split) -> None; puts the split's files under the root (torchvision).
         hint: what a data root must hold and where to get it by hand (shown when files are missing).
@@ -54,16 +59,28 @@ class Source:
     hint: str
 
 
+CIFAR_ERRORS = (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+
 def read_cifar(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """CIFAR python-version batches (pickled dicts with 'data' [N, 3072] uint8 and 'labels' or 'fine_labels')."""
+    """CIFAR python-version batches (pickled dicts with 'data' [N, 3072] uint8 and 'labels' or 'fine_labels').
+
+    The batches were pickled by Python 2 (protocol 2): they are read with encoding 'latin1', and with a restricted
+    unpickler that admits only uint8 numpy arrays besides plain containers; keys may be str or bytes.
+    """
     pixels, labels = [], []
     for path in paths:
         try:
             with open(path, "rb") as fh:
-                entry = pickle.load(fh, encoding="latin1")
+                entry = safe_pickle.load_arrays(fh, dtypes=("u1",), encoding="latin1")
+            if not isinstance(entry, dict):
+                raise TypeError(f"it holds a {type(entry).__name__}, not a dict")
+            entry = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
             pixels.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             labels.append(np.asarray(entry["labels"] if "labels" in entry else entry["fine_labels"], dtype=np.int64))
-        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as exc:
+        except safe_pickle.Refused as exc:
+            raise DataError(f"{path}: not a CIFAR python batch: {exc}") from None
+        except CIFAR_ERRORS as exc:
             raise DataError(f"{path}: not a CIFAR python batch ({type(exc).__name__}: {exc})") from None
     return np.concatenate(pixels), np.concatenate(labels)
 
@@ -100,6 +117,20 @@ def _svhn_download(root: Path, split: str) -> object:
 
 
 CIFAR10_DIR, CIFAR100_DIR = "cifar-10-batches-py", "cifar-100-python"
+# File name relative to the data root -> md5, as torchvision 0.29 publishes them: torchvision/datasets/cifar.py
+# (`CIFAR10.train_list` / `test_list`, `CIFAR100.train_list` / `test_list`) and svhn.py (`SVHN.split_list`).
+PUBLISHED_MD5: dict[str, str] = {
+    f"{CIFAR10_DIR}/data_batch_1": "c99cafc152244af753f735de768cd75f",
+    f"{CIFAR10_DIR}/data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    f"{CIFAR10_DIR}/data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    f"{CIFAR10_DIR}/data_batch_4": "634d18415352ddfa80567beed471001a",
+    f"{CIFAR10_DIR}/data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    f"{CIFAR10_DIR}/test_batch": "40351d587109b95175f43aff81a1287e",
+    f"{CIFAR100_DIR}/train": "16019d7e3df5f24257cddd939b257f8d",
+    f"{CIFAR100_DIR}/test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+    "train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
+    "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
+}
 SOURCES: dict[str, Source] = {
     "cifar10": Source(
         "cifar10",
@@ -127,10 +158,10 @@ SOURCES: dict[str, Source] = {
 
 def locate_files(source: Source, split: str, data_dir: Path | None) -> dict[str, Path]:
     """The files of one split of a dataset (name relative to the data root -> path), downloading them first when
-    they are missing and no `data_dir` is given.
+    they are missing and no `data_dir` is given, each checked against its `PUBLISHED_MD5` before it is returned.
 
     Raises:
-        DataError: files missing from `data_dir`, or a failed download.
+        DataError: files missing from `data_dir`, a failed download, or a file whose md5 is not the published one.
     """
     root = data_root(data_dir)
     paths = {name: root / name for name in source.files[split]}
@@ -142,7 +173,22 @@ def locate_files(source: Source, split: str, data_dir: Path | None) -> dict[str,
             f"{source.name}: file not found: {missing[0]}; --data-dir must hold {source.hint}, "
             f"or omit --data-dir to download it"
         )
+    for name, path in paths.items():
+        verify(source, name, path, data_dir)
     return paths
+
+
+def verify(source: Source, name: str, path: Path, data_dir: Path | None) -> None:
+    """Refuse (DataError) the file `path` of `source` (`name` relative to the data root) unless its md5 is the one
+    torchvision publishes; the file is not read beyond hashing it."""
+    actual, expected = file_md5(path), PUBLISHED_MD5[name]
+    if actual != expected:
+        fix = (f"--data-dir must hold {source.hint}, or omit --data-dir to download it" if data_dir is not None
+               else f"delete it to download it again, or pass --data-dir DIR holding {source.hint}")
+        raise DataError(
+            f"{source.name}: {path} has md5 {actual[:12]}..., expected {expected[:12]}... (torchvision's published "
+            f"checksum); refusing a corrupt or different file unread; {fix}"
+        )
 
 
 def download(name: str, root: Path, fetch: Callable[[], object], hint: str) -> None:
