@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import re
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from uqbench.errors import DataError, UnknownName
-from uqbench.leaderboard import SCHEMA, Leaderboard, build, flat_table, paired_test, rank_table, task_table
+from uqbench.leaderboard import SCHEMA, Cell, Leaderboard, Row, build, flat_table, paired_test, rank_table, task_table
+from uqbench.leaderboard_schema import CELL, COST, DOCUMENT, HEADER, ROW, parse
 from uqbench.results import RunKey, RunRecord
 
 
@@ -125,8 +129,65 @@ def test_json_round_trip_and_schema_check():
     assert again.to_json() == board.to_json()
     with pytest.raises(DataError, match="schema 'other/1'"):
         Leaderboard.from_json({"schema": "other/1"})
-    with pytest.raises(DataError, match="malformed"):
-        Leaderboard.from_json({"schema": SCHEMA, "metrics": {}, "rows": [{"task": "x"}]})
+    with pytest.raises(DataError, match="^" + re.escape("rows[0].method: missing field; expected a non-empty printable string")):
+        Leaderboard.from_json({"schema": SCHEMA, "metrics": {}, "rank_by": {}, "rows": [{"task": "x"}]})
+
+
+def _rich_board():
+    """Two tasks, a dotted OOD key, coverage (a nominal value), a failed run, a stated parameter count."""
+    recs = moons_records() + [record("a", "two-moons", 3, {}, status="failed")]
+    recs += [record(m, "uci", s, {"coverage90": 0.9 + s / 100, "ood.far.auroc": 0.7, "rmse": 1.0 + s}, n_params=1.5e6)
+             for m in ("a", "b") for s in range(2)]
+    return build(recs, all_metrics=True, expected={("uci", "a"): 3})
+
+
+def test_everything_build_writes_passes_validation_and_round_trips():
+    board = _rich_board()
+    text = json.dumps(board.to_json(), allow_nan=False)
+    assert '"ood.far.auroc"' in text and '"n_failed": 1' in text and '"n_missing": 1' in text
+    assert Leaderboard.from_json(parse(text)).to_json() == board.to_json()
+
+
+def test_the_schema_tables_name_exactly_the_fields_to_json_writes():
+    board = _rich_board()
+    data = board.to_json()
+    assert set(DOCUMENT) == set(data)
+    assert set(ROW) == {f.name for f in dataclasses.fields(Row)} - {"values"} == set(data["rows"][0])
+    assert set(CELL) == {f.name for f in dataclasses.fields(Cell)} == set(data["rows"][0]["metrics"]["nll"])
+    assert set(HEADER) == set(data["metrics"]["nll"]) and set(COST) == set(data["rows"][0]["cost"])
+
+
+def _cell(key, row=0, **fields):
+    return lambda d: d["rows"][row]["metrics"][key].update(fields)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_cell("nll", mean=math.nan), "rows[0].metrics.nll.mean: expected a finite number; got NaN"),
+        (lambda d: d["metrics"]["nll"].update(higher_is_better="false"),
+         'metrics.nll.higher_is_better: expected true or false; got the string "false"'),
+        (_cell("accuracy", se=-1.0), "rows[0].metrics.accuracy.se: expected a finite number >= 0; got -1.0"),
+        (lambda d: d["rows"][0].update(n_runs=True), "rows[0].n_runs: expected a non-negative integer; got true"),
+        (lambda d: d["metrics"]["coverage90"].update(ideal=None),
+         "metrics.coverage90: expected higher_is_better true and ideal 0.9 (uqbench's 'coverage90'); got true and null"),
+        (_cell("ood.far.auroc", row=-1, n="2"),
+         'rows[4].metrics["ood.far.auroc"].n: expected a non-negative integer; got the string "2"'),
+        (lambda d: d["rows"].append(dict(d["rows"][0])), "rows[5]: the same task, method and config_id as rows[0]"),
+        (lambda d: d.update(rows=[]), "rows: empty, so there is nothing to compare"),
+    ],
+)
+def test_from_json_names_the_place_of_a_malformed_field(edit, message):
+    data = json.loads(json.dumps(_rich_board().to_json()))
+    edit(data)
+    with pytest.raises(DataError, match="^" + re.escape(message)):
+        Leaderboard.from_json(data)
+
+
+def test_parse_marks_a_repeated_key_for_validation_to_refuse():
+    text = json.dumps(build(moons_records()).to_json()).replace('"n_failed": 0', '"n_failed": 0, "n_failed": 0', 1)
+    with pytest.raises(DataError, match=re.escape('rows[0]: the key "n_failed" appears more than once; expected each key once')):
+        Leaderboard.from_json(parse(text))
 
 
 def test_markdown_cells_mark_best_and_ties():

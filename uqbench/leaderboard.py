@@ -15,7 +15,8 @@ The JSON form (schema `uqbench.leaderboard/1`) is what `compare --format json` p
 "rows": [{"task", "method", "config_id", "method_config", "task_config", "recipe", "backbone", "n_runs",
 "n_failed", "n_missing",
 "metrics": {key: {"mean", "se", "n", "best", "within_noise", "p_value"}},
-"cost": {"fit_s", "predict_s", "n_params"}, "rank", "avg_rank"}]}`.
+"cost": {"fit_s", "predict_s", "n_params"}, "rank", "avg_rank"}]}`; `from_json` validates it field by field
+(`uqbench.leaderboard_schema`).
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ import fnmatch
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from uqbench.errors import DataError, UnknownName
+from uqbench.errors import UnknownName
+from uqbench.leaderboard_schema import SCHEMA, validate
 from uqbench.results import RunRecord, aggregate, mean_se
 
-SCHEMA = "uqbench.leaderboard/1"
 DEFAULT_METRICS = ("accuracy", "rmse", "nll", "crps", "brier", "ece", "ood.*.auroc")
 RANK_BY = "nll"
 ALPHA = 0.05
@@ -95,15 +96,11 @@ class Leaderboard:
 
     @classmethod
     def from_json(cls, data: Any) -> Leaderboard:
-        """Parse the JSON form; raises DataError when it is not a `uqbench.leaderboard/1` document."""
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-            raise DataError(f"expected a {SCHEMA} document (from `uqbench compare --format json`); got schema {found!r}")
-        try:
-            rows = [Row(**{**r, "metrics": {k: Cell(**c) for k, c in r["metrics"].items()}}) for r in data["rows"]]
-            return cls(dict(data["metrics"]), rows, dict(data.get("rank_by", {})))
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise DataError(f"malformed {SCHEMA} document: {type(exc).__name__}: {exc}") from None
+        """Parse the JSON form; raises DataError, naming the place, unless it is a valid `uqbench.leaderboard/1`
+        document (see `uqbench.leaderboard_schema`)."""
+        validate(data)
+        rows = [Row(**{**r, "metrics": {k: Cell(**c) for k, c in r["metrics"].items()}}) for r in data["rows"]]
+        return cls(dict(data["metrics"]), rows, dict(data["rank_by"]))
 
 
 def badness(header: dict[str, Any], value: float) -> float:
