@@ -6,6 +6,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 PLUGIN_MODULE = '''
 from dataclasses import dataclass
 
@@ -23,18 +25,60 @@ class Swag(MAP):
 
 class NotAMethod:
     pass
+
+
+class Abstract(Method):
+    """A Method subclass that forgot `fit`."""
+
+    kinds = frozenset({"regression"})
 '''
 
 
-def install_fake_plugin(root: Path, entry_points: dict[str, str], module_source: str = PLUGIN_MODULE) -> None:
-    """Write `uqbench_fake` (module) and `uqbench_fake-0.3.1.dist-info` under root and put root on sys.path.
+def install_fake_plugin(
+    root: Path,
+    entry_points: dict[str, str],
+    module_source: str = PLUGIN_MODULE,
+    *,
+    group: str = "uqbench.methods",
+    distribution: str = "uqbench-fake",
+    modules: dict[str, str] | None = None,
+) -> None:
+    """Write `uqbench_fake` (module) and `<distribution>-0.3.1.dist-info` under root and put root on sys.path.
 
-    entry_points: name -> "module:attr" in the group uqbench.methods.
+    entry_points: name -> "module:attr" in `group`. modules: more module files to write, name -> source (a
+    plugin that raises at import). Call it again with another `distribution` for a second package; the caller
+    removes root from sys.path and the modules from sys.modules (see `forget_fake_plugins`).
     """
     (root / "uqbench_fake.py").write_text(textwrap.dedent(module_source))
-    info = root / "uqbench_fake-0.3.1.dist-info"
+    for name, source in (modules or {}).items():
+        (root / f"{name}.py").write_text(textwrap.dedent(source))
+    info = root / f"{distribution.replace('-', '_')}-0.3.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: uqbench-fake\nVersion: 0.3.1\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 0.3.1\n")
     lines = "\n".join(f"{name} = {target}" for name, target in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[uqbench.methods]\n{lines}\n")
-    sys.path.insert(0, str(root))
+    (info / "entry_points.txt").write_text(f"[{group}]\n{lines}\n")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+
+
+def forget_fake_plugins(root: Path) -> None:
+    """Undo `install_fake_plugin`: root off sys.path, and every module imported from it out of sys.modules."""
+    if str(root) in sys.path:
+        sys.path.remove(str(root))
+    for path in root.glob("*.py"):
+        sys.modules.pop(path.stem, None)
+
+
+def fresh_registries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bring the global method and task registries back to their built-ins, to discover plugins again as a new
+    process would; their state is restored after the test."""
+    from uqbench.methods import methods
+    from uqbench.tasks import tasks
+
+    monkeypatch.delenv("UQBENCH_NO_PLUGINS", raising=False)
+    for registry in (methods, tasks):
+        builtin = {name for name, origin in registry._origin.items() if origin == "builtin"}
+        monkeypatch.setattr(registry, "_items", {n: c for n, c in registry._items.items() if n in builtin})
+        monkeypatch.setattr(registry, "_origin", dict.fromkeys(builtin, "builtin"))
+        monkeypatch.setattr(registry, "_plugins", None)
+        monkeypatch.setattr(registry, "_entry_points", {})

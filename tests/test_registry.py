@@ -1,4 +1,5 @@
-"""Registry: lookup with did-you-mean, collisions, entry-point plugins (loaded, broken, shadowing, disabled)."""
+"""Registry: lookup with did-you-mean, collisions, entry-point plugins (loaded, broken, shadowing, duplicated,
+disabled)."""
 
 from __future__ import annotations
 
@@ -6,32 +7,43 @@ import sys
 
 import pytest
 
-from plugin_fixtures import install_fake_plugin
+from plugin_fixtures import forget_fake_plugins, install_fake_plugin
 from uqbench.errors import PluginError, UnknownName
 from uqbench.methods import methods
 from uqbench.methods.base import _check_method
 from uqbench.methods.map import MAP
-from uqbench.registry import Registry
+from uqbench.registry import Registry, describe
 
 
 @pytest.fixture
-def fake_plugins(tmp_path, monkeypatch):
-    """A registry for the uqbench.methods group with `map` built in, and a fake distribution to discover."""
+def plugin_root(tmp_path, monkeypatch):
+    """A folder for fake distributions, with discovery on; make_registry(plugin_root, ...) builds the registry."""
     monkeypatch.delenv("UQBENCH_NO_PLUGINS")
+    yield tmp_path
+    forget_fake_plugins(tmp_path)
+
+
+def make_registry(root, entry_points=None, **kwargs):
+    """A fresh registry for the uqbench.methods group with `map` built in, after writing the fake distribution."""
     install_fake_plugin(
-        tmp_path,
-        {
+        root,
+        entry_points or {
             "swag": "uqbench_fake:Swag",
             "broken": "uqbench_missing_module:Thing",
             "not-a-method": "uqbench_fake:NotAMethod",
             "map": "uqbench_fake:Swag",
         },
+        **kwargs,
     )
     registry = Registry("method", group="uqbench.methods", check=_check_method)
     registry.register("map")(MAP)
-    yield registry
-    sys.path.remove(str(tmp_path))
-    sys.modules.pop("uqbench_fake", None)
+    return registry
+
+
+@pytest.fixture
+def fake_plugins(plugin_root):
+    """The default fake distribution: a working plugin, two broken ones and one shadowing `map`."""
+    return make_registry(plugin_root)
 
 
 def test_unknown_name_lists_valid_names_and_suggests_closest():
@@ -83,3 +95,89 @@ def test_no_plugins_env_turns_discovery_off(fake_plugins, monkeypatch):
     monkeypatch.setenv("UQBENCH_NO_PLUGINS", "1")
     fresh = Registry("method", group="uqbench.methods", check=_check_method)
     assert fresh.names() == [] and fresh.plugins() == []
+
+
+PICKY_CONFIG = """
+from dataclasses import dataclass
+
+from uqbench.methods.map import MAP
+
+
+class Picky(MAP):
+    \"\"\"A method whose Config cannot be built: the load-time check raises SystemExit.\"\"\"
+
+    @dataclass(frozen=True)
+    class Config:
+        def __post_init__(self):
+            raise SystemExit("needs a licence file")
+"""
+
+# (source of the module uqbench_boom, what a BaseException at import or in the checks is reported as)
+BASE_EXCEPTIONS = {
+    "system-exit-0": ("raise SystemExit(0)", "SystemExit: 0"),
+    "system-exit-none": ("import sys\nsys.exit()", "SystemExit"),
+    "keyboard-interrupt": ("raise KeyboardInterrupt", "KeyboardInterrupt"),
+    "generator-exit": ("raise GeneratorExit", "GeneratorExit"),
+    "custom": ("class Boom(BaseException):\n    pass\nraise Boom('kaput')", "Boom: kaput"),
+    "in-the-checks": (PICKY_CONFIG, "SystemExit: needs a licence file"),
+}
+
+
+@pytest.mark.parametrize("case", list(BASE_EXCEPTIONS))
+def test_base_exception_of_a_plugin_is_contained(plugin_root, case):
+    source, reason = BASE_EXCEPTIONS[case]
+    registry = make_registry(plugin_root, {"swag": "uqbench_fake:Swag", "boom": "uqbench_boom:Picky"},
+                             modules={"uqbench_boom": source})
+    message = rf"^method 'boom' \(uqbench-fake==0\.3\.1\) failed to load: {reason}$"
+    for _ in range(2):  # the second lookup reports the recorded failure without importing again
+        with pytest.raises(PluginError, match=message):
+            registry.get("boom")
+    assert registry.get("swag").Config().scale == 0.5
+    assert {p.name: p.status for p in registry.plugins()} == {"swag": "loaded", "boom": f"error: {reason}"}
+    assert [p.name for p in registry.plugins() if p.broken] == ["boom"]
+    assert set(registry.loaded()) == {"map", "swag"}
+
+
+def test_abstract_method_plugin_is_rejected(plugin_root):
+    registry = make_registry(plugin_root, {"abstract": "uqbench_fake:Abstract"})
+    with pytest.raises(PluginError, match=r"failed to load: ValueError: Abstract is abstract \(does not implement: fit\)$"):
+        registry.get("abstract")
+
+
+def test_a_name_declared_twice_in_one_group_loads_neither(plugin_root):
+    install_fake_plugin(plugin_root, {"swag": "uqbench_fake:Swag"}, distribution="uqbench-other")
+    registry = make_registry(plugin_root, {"swag": "uqbench_fake:NotAMethod", "ok": "uqbench_fake:Swag"})
+    assert registry.names() == ["map", "ok"]
+    with pytest.raises(PluginError, match=r"failed to load: the name is declared by 2 entry points: .*; none is loaded$"):
+        registry.get("swag")
+    infos = [p for p in registry.plugins() if p.name == "swag"]
+    assert sorted(p.origin for p in infos) == ["uqbench-fake==0.3.1", "uqbench-other==0.3.1"]
+    assert all(p.broken and "uqbench_fake:NotAMethod (uqbench-fake==0.3.1)" in p.status for p in infos)
+    assert registry.get("ok")
+
+
+def test_the_same_entry_point_listed_twice_is_one(plugin_root):
+    registry = make_registry(plugin_root, {"swag": "uqbench_fake:Swag"})
+    with (plugin_root / "uqbench_fake-0.3.1.dist-info" / "entry_points.txt").open("a") as f:
+        f.write("swag = uqbench_fake:Swag\n")
+    assert registry.get("swag").Config().scale == 0.5
+    assert [p.status for p in registry.plugins()] == ["loaded"]
+
+
+class _Unprintable(BaseException):
+    def __str__(self):
+        raise RuntimeError("no")
+
+
+@pytest.mark.parametrize(
+    ("exc", "text"),
+    [
+        (SystemExit(3), "SystemExit: 3"),
+        (SystemExit(), "SystemExit"),
+        (KeyboardInterrupt(), "KeyboardInterrupt"),
+        (ImportError("needs\n  torch"), "ImportError: needs torch"),
+        (_Unprintable(), "_Unprintable: <unprintable message>"),
+    ],
+)
+def test_describe_is_one_line(exc, text):
+    assert describe(exc) == text

@@ -19,7 +19,7 @@ def list_rows(what: str, verbose: bool) -> tuple[list[str], list[list[Any]], lis
     else:
         raise BadConfig(f"list {what!r}: expected 'methods', 'tasks' or 'protocols'")
     items = registry.loaded()
-    broken = [f"{p.name} ({p.origin}): {p.status}" for p in registry.plugins() if p.status.startswith("error")]
+    broken = [f"{p.name} ({p.origin}): {p.status}" for p in registry.plugins() if p.broken]
     rows = []
     for name, cls in items.items():
         if what == "methods":
@@ -70,14 +70,12 @@ def protocol_rows(verbose: bool) -> tuple[list[str], list[list[Any]]]:
     return columns + (["citation"] if verbose else []), rows
 
 
-def plugin_rows() -> tuple[list[str], list[list[Any]]]:
-    """(columns, rows) of every entry point found in the uqbench groups."""
+def plugin_rows() -> tuple[list[str], list[list[Any]], list[str]]:
+    """(columns, rows, broken plugins' names) of every entry point found in the uqbench groups."""
     from uqbench.methods import methods
     from uqbench.tasks import tasks
 
-    rows = [
-        [p.name, p.group, p.distribution, p.version, p.value, p.status]
-        for registry in (methods, tasks)
-        for p in registry.plugins()
-    ]
-    return ["name", "group", "distribution", "version", "target", "status"], rows
+    found = [p for registry in (methods, tasks) for p in registry.plugins()]
+    rows = [[p.name, p.group, p.distribution, p.version, p.value, p.status] for p in found]
+    broken = list(dict.fromkeys(p.name for p in found if p.broken))
+    return ["name", "group", "distribution", "version", "target", "status"], rows, broken

@@ -3,14 +3,17 @@
 Built-ins register with a decorator (`@methods.register("map")`). Third-party packages declare entry points in
 the groups `uqbench.methods` and `uqbench.tasks`; they are discovered once, kept as lazy placeholders, loaded
 on first use and checked at load time. A plugin that fails to import or fails the checks becomes a
-`PluginError` with its name, distribution and reason; every other name keeps working. A plugin can never
-shadow a built-in name. `UQBENCH_NO_PLUGINS=1` turns discovery off.
+`PluginError` with its name, distribution and reason; every other name keeps working. Containment covers every
+`BaseException`, `SystemExit` and `KeyboardInterrupt` included (see `_load_plugin`). A plugin can never shadow a
+built-in name, and a name declared by two entry points of one group loads neither. `UQBENCH_NO_PLUGINS=1` turns
+discovery off.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
 import os
 import re
 from dataclasses import dataclass
@@ -39,6 +42,25 @@ class PluginInfo:
     def origin(self) -> str:
         return f"{self.distribution}=={self.version}"
 
+    @property
+    def broken(self) -> bool:
+        """True when the entry point failed to load, failed the checks or is unusable as declared."""
+        return self.status.startswith("error: ")
+
+    def failure(self, kind: str) -> PluginError:
+        """The one-line error for using this broken plugin by name."""
+        reason = self.status.removeprefix("error: ")
+        return PluginError(f"{kind} {self.name!r} ({self.origin}) failed to load: {reason}")
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message` on one line (`Type` alone when the message is empty), for any exception a plugin raises."""
+    try:
+        message = " ".join(str(exc).split())
+    except Exception:  # a plugin's exception whose __str__ itself fails
+        message = "<unprintable message>"
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
 
 def plugins_disabled() -> bool:
     return os.environ.get("UQBENCH_NO_PLUGINS", "") not in ("", "0")
@@ -59,7 +81,7 @@ class Registry(Generic[T]):
         self._check = check
         self._items: dict[str, T] = {}
         self._origin: dict[str, str] = {}
-        self._plugins: dict[str, PluginInfo] | None = None
+        self._plugins: dict[str, list[PluginInfo]] | None = None  # name -> its entry points (one unless duplicated)
         self._entry_points: dict[str, metadata.EntryPoint] = {}
 
     # -- built-ins -------------------------------------------------------------------------------------------
@@ -90,7 +112,7 @@ class Registry(Generic[T]):
                 self._load_plugin(name)
             except PluginError:
                 pass
-        return list((self._plugins or {}).values())
+        return [info for infos in (self._plugins or {}).values() for info in infos]
 
     def _discover(self) -> None:
         if self._plugins is not None:
@@ -98,40 +120,62 @@ class Registry(Generic[T]):
         self._plugins = {}
         if self.group is None or plugins_disabled():
             return
+        found: dict[str, dict[tuple[str, str], tuple[metadata.EntryPoint, PluginInfo]]] = {}
         for ep in metadata.entry_points(group=self.group):
-            dist = getattr(ep, "dist", None)
-            info = PluginInfo(
-                name=ep.name,
-                group=self.group,
-                value=ep.value,
-                distribution=dist.metadata["Name"] if dist is not None else "?",
-                version=dist.version if dist is not None else "?",
-            )
-            self._plugins[ep.name] = info
-            if ep.name in self._items:
-                info.status = f"ignored: cannot shadow the built-in {self.kind} {ep.name!r}"
-            elif not _KEBAB.match(ep.name):
-                info.status = f"error: entry-point name {ep.name!r} is not kebab-case"
-            else:
-                self._entry_points[ep.name] = ep
+            info = self._info(ep)  # the very same entry point seen twice counts once
+            found.setdefault(ep.name, {}).setdefault((info.value, info.origin), (ep, info))
+        for name, entries in found.items():
+            infos = self._plugins[name] = [info for _, info in entries.values()]
+            status = self._discovery_problem(name, infos)
+            if status is None:
+                self._entry_points[name] = next(iter(entries.values()))[0]
+            for info in infos:
+                info.status = status or info.status
+
+    def _info(self, ep: metadata.EntryPoint) -> PluginInfo:
+        dist = getattr(ep, "dist", None)
+        return PluginInfo(
+            name=ep.name,
+            group=self.group or "",
+            value=ep.value,
+            distribution=str(dist.metadata["Name"]) if dist is not None else "?",
+            version=str(dist.version) if dist is not None else "?",
+        )
+
+    def _discovery_problem(self, name: str, infos: list[PluginInfo]) -> str | None:
+        """The status of entry points that must not be loaded at all, or None."""
+        if name in self._items:
+            return f"ignored: cannot shadow the built-in {self.kind} {name!r}"
+        if not _KEBAB.match(name):
+            return f"error: entry-point name {name!r} is not kebab-case"
+        if len(infos) > 1:
+            declared = ", ".join(f"{i.value} ({i.origin})" for i in infos)
+            return f"error: the name is declared by {len(infos)} entry points: {declared}; none is loaded"
+        return None
 
     def _load_plugin(self, name: str) -> T:
         assert self._plugins is not None
-        info = self._plugins[name]
-        ep = self._entry_points.get(name)
+        info = self._plugins[name][0]
+        ep = self._entry_points.pop(name, None)
         if ep is None:
-            raise PluginError(f"{self.kind} {name!r} ({info.origin}) failed to load: {info.status}")
+            raise info.failure(self.kind)
+        # Every BaseException is contained, not only Exception: a plugin's import must not end uqbench (a
+        # `sys.exit()` at import time used to blank `uqbench plugins` and `uqbench list` with exit 0). That includes
+        # KeyboardInterrupt: one raised by the plugin's code cannot be told from the user's Ctrl-C, so a Ctrl-C that
+        # lands during a plugin's import is reported as that plugin failing ("KeyboardInterrupt"). `run` then still
+        # stops (exit 2, the plugin named); `list` and `plugins` go on with the other plugins.
         try:
             obj = ep.load()
             if self._check is not None:
                 self._check(obj)
-        except Exception as exc:  # a plugin's failure must never break uqbench itself
-            info.status = f"error: {type(exc).__name__}: {exc}"
-            del self._entry_points[name]
-            raise PluginError(f"{self.kind} {name!r} ({info.origin}) failed to load: {type(exc).__name__}: {exc}")
-        if hasattr(obj, "name"):
-            obj.name = name
-        del self._entry_points[name]
+            if inspect.isabstract(obj):
+                missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ())))
+                raise ValueError(f"{obj.__name__} is abstract (does not implement: {missing})")
+            if hasattr(obj, "name"):
+                obj.name = name
+        except BaseException as exc:  # every one, KeyboardInterrupt included: see above
+            info.status = f"error: {describe(exc)}"
+            raise info.failure(self.kind) from exc
         self._items[name] = obj
         self._origin[name] = info.origin
         info.status = "loaded"
