@@ -18,10 +18,38 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from uqbench.errors import BadConfig, UserError
 
+# click's exception classes, wherever this typer takes click from (its own copy, or the click package)
+_CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+class OneLineErrors(TyperGroup):
+    """The command group, with click's usage errors (a missing argument, `--seeds abc`, an unknown option) as
+    one line `error: ...` and exit code 2, like every other bad input, instead of a usage box."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except _CLICK_ERROR as exc:
+            usage = isinstance(exc, _USAGE_ERROR)
+            command = exc.ctx.command_path if usage and exc.ctx else "uqbench"
+            message = " ".join(exc.format_message().split()).rstrip(".")
+            typer.echo(f"error: {message} (see `{command} --help`)", err=True)
+            sys.exit(2 if usage else exc.exit_code)
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="uqbench",
     help="Benchmark predictive-uncertainty methods on regression and classification tasks.",
     pretty_exceptions_show_locals=False,
@@ -93,17 +121,20 @@ def list_(
 
 @app.command()
 def plugins(fmt: FormatOpt = "table") -> None:
-    """List third-party plugins found through entry points, with their status."""
+    """List third-party plugins found through entry points, with their status; exit 1 when one is broken."""
     from uqbench.listing import plugin_rows
     from uqbench.report import emit
 
     with user_errors():
         _check_format(fmt)
-        columns, rows = plugin_rows()
+        columns, rows, broken = plugin_rows()
         if not rows and fmt == "table":
             typer.echo("no plugins found" + (" (UQBENCH_NO_PLUGINS is set)" if os.environ.get("UQBENCH_NO_PLUGINS") else ""), err=True)
             return
         emit(_stdout(), columns, rows, fmt)  # type: ignore[arg-type]
+    if broken:
+        typer.echo(f"broken plugins: {', '.join(broken)} (see the status column)", err=True)
+        raise typer.Exit(1)
 
 
 JobsOpt = Annotated[int, typer.Option("--jobs", help="Runs at a time (worker processes, or Ray CPUs).")]
@@ -152,6 +183,7 @@ def run(
     from uqbench.experiment import CommandLine, run_request
     from uqbench.progress import make_progress
     from uqbench.report import emit, metric_rows
+    from uqbench.results import ResultStore
     from uqbench.runner import RunOptions
     from uqbench.spec import plan
 
@@ -164,6 +196,7 @@ def run(
             _print_dry_run(the_plan, "json" if as_json else "table")
             return
         ensure_writable(out)
+        _note_problems(err, ResultStore(out, quarantine=True), the_plan, quiet or as_json)
         progress = make_progress(err, quiet or as_json)
         options = RunOptions(out=out, device=device, data_dir=data_dir, save_predictions=save_predictions,
                              force=force, retry=not no_retry, refresh_since=time.time(), progress=progress)
@@ -248,7 +281,7 @@ def compare(
         if dry_run:
             _print_dry_run(the_plan, fmt)
             return
-        store = ResultStore(out)
+        store = ResultStore(out, quarantine=not no_run)
         outcome: list = []
         if not no_run:
             check_device(needs_gpu, device)
@@ -291,21 +324,54 @@ def _run_plan(the_plan, store, options, parallel: tuple[int, str, str | None], q
     options.progress = display
     executor = make_executor(Runner(options), *parallel)
     if not quiet:
-        stored = sum(store.has(spec.key()) for spec in the_plan.specs)
+        stored = sum(store.get(spec.id) is not None for spec in the_plan.specs)
         again = stored - (len(the_plan.specs) - len(todo))
         why = "forced" if options.force else "failed or without saved predictions"
         redo = f" ({again} of them {why}: running them again)" if again else ""
         err.print(f"{stored} of {len(the_plan.specs)} planned runs are in {str(store.root)!r}{redo}; running "
                   f"{len(todo)}", highlight=False)
     try:
-        outcome = run_specs(todo, executor, store, display)
-    except KeyboardInterrupt:
-        kept = f"{display.done} finished run(s) kept in {str(store.root)!r}"
-        err.print(f"interrupted: {kept}; run the same command again to resume", highlight=False)
-        raise typer.Exit(130) from None
+        with terminate_as_interrupt():
+            outcome = run_specs(todo, executor, store, display)
+    except KeyboardInterrupt as exc:
+        left = len(todo) - display.stored
+        err.print(f"interrupted: {display.stored} run(s) finished now and kept in {str(store.root)!r}, {left} not "
+                  "run; run the same command again to resume", highlight=False)
+        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
     if not quiet and todo:
         err.print(display.summary(), highlight=False)
     return outcome
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: finished runs are kept, workers stopped (exit code 143)."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises `Terminated` in the main thread (a batch scheduler's stop is then clean)."""
+    import signal
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _note_problems(err: Console, store, the_plan, quiet: bool) -> None:
+    """Read the planned runs' records once, so that unusable ones are reported (and set aside) before running."""
+    for spec in the_plan.specs:
+        store.get(spec.id)
+    for problem in store.problems if not quiet else ():
+        err.print(f"note: {problem}", highlight=False)
 
 
 def _print_board(board, fmt: str) -> None:
@@ -374,7 +440,7 @@ def reproduce(
         line = CommandLine(tasks=tasks, seeds=seeds, splits=splits, data_dir=data_dir)
         request, needs_gpu = compare_request(line, proto.experiment)
         the_plan = plan(request)
-        store = ResultStore(out)
+        store = ResultStore(out, quarantine=not no_run)
         if not no_run:
             check_device(needs_gpu, device)
             the_plan.prepare()
@@ -432,8 +498,8 @@ def check(
     ] = None,
     fmt: FormatOpt = "table",
 ) -> None:
-    """Compare the store with a baseline; exit 1 when a metric regressed, 0 when none did, 2 on bad input."""
-    from uqbench.check import Thresholds, check as run_check, finding_rows, load_baseline
+    """Compare the store with a baseline; exit 1 on a regression or missing runs, 0 otherwise, 2 on bad input."""
+    from uqbench.check import Thresholds, check as run_check, finding_rows, load_baseline, summary
     from uqbench.errors import DataError
     from uqbench.report import emit
     from uqbench.results import ResultStore
@@ -444,16 +510,20 @@ def check(
         board = load_baseline(baseline)
         if not results.is_dir():
             raise DataError(f"--results {str(results)!r}: no such directory")
-        findings = run_check(board, ResultStore(results).records(), thresholds)
-    counts = {v: sum(f.verdict == v for f in findings) for v in ("regressed", "improved", "unchanged")}
-    columns, rows = finding_rows(findings)
+        store = ResultStore(results)
+        findings = run_check(board, store.records(), thresholds)
+    for problem in store.problems:
+        typer.echo(f"note: {problem}", err=True)
+    columns, rows, title = finding_rows(findings)
     if rows or fmt != "table":
-        emit(_wide_stdout(), columns, rows, fmt, title="changes beyond tolerance")  # type: ignore[arg-type]
+        emit(_wide_stdout(), columns, rows, fmt, title=title)  # type: ignore[arg-type]
     else:
         typer.echo("no changes beyond tolerance")
-    typer.echo(", ".join(f"{n} {v}" for v, n in counts.items()) + f" ({len(findings)} compared)", err=True)
-    if counts["regressed"]:
-        raise typer.Exit(1)
+    lines, code = summary(findings, len(board.rows), results)
+    for line in lines:
+        typer.echo(line, err=True)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -468,6 +538,7 @@ def plot(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Draw reliability diagrams, 1-D regression bands and OOD-score histograms from saved predictions."""
+    from uqbench.files import subdir
     from uqbench.plots import KINDS, collect, plot_all
     from uqbench.results import ResultStore
 
@@ -481,8 +552,9 @@ def plot(
             if (task_names is None or r.key.task in task_names) and (method_names is None or r.key.method in method_names)
         ]
         runs = collect(records, results)
-        ensure_writable(out or results / "plots")
-        paths = plot_all(runs, out or results / "plots", tuple(kind or KINDS), data_dir)
+        target = out or subdir(results, "plots")
+        ensure_writable(target)
+        paths = plot_all(runs, target, tuple(kind or KINDS), data_dir)
     for path in paths:
         typer.echo(str(path))
 
