@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from uqbench.results import ResultStore, RunKey, RunRecord, aggregate, clean_metrics, mean_se, write_atomic
+from uqbench.files import write_atomic
+from uqbench.results import QUARANTINE, ResultStore, RunKey, RunRecord, aggregate, clean_metrics, mean_se
 
 
 def _key(seed=0, **cfg):
@@ -58,6 +59,83 @@ def test_store_ignores_foreign_and_partial_files(tmp_path):
     (tmp_path / "junk.json").write_text("{not json")
     (tmp_path / "other.json").write_text('{"schema": "something-else"}')
     assert ResultStore(tmp_path).records() == []
+
+
+def _good(tmp_path) -> tuple[RunRecord, dict]:
+    record = RunRecord(key=_key(), status="ok", metrics={"nll": 0.3})
+    return record, record.to_json()
+
+
+def _without(data: dict, name: str) -> dict:
+    return {k: v for k, v in data.items() if k != name}
+
+
+CORRUPT = {  # what is written at a record's name -> what the store reports
+    "empty": (lambda d: b"", "not valid JSON"),
+    "truncated": (lambda d: json.dumps(d).encode()[:40], "not valid JSON"),
+    "a list": (lambda d: b"[]", "a JSON list, not a record"),
+    "null": (lambda d: b"null", "a JSON NoneType, not a record"),
+    "another schema": (lambda d: json.dumps({**d, "schema": "x/1"}).encode(), "schema 'x/1', expected"),
+    "a leaderboard": (lambda d: b'{"schema": "uqbench.leaderboard/1", "rows": []}', "schema 'uqbench.leaderboard/1'"),
+    "missing status": (lambda d: json.dumps(_without(d, "status")).encode(), "no field 'status'"),
+    "missing key field": (lambda d: json.dumps({**d, "key": _without(d["key"], "seed")}).encode(), "no field key.'seed'"),
+    "unknown field": (lambda d: json.dumps({**d, "extra": 1}).encode(), "unknown field 'extra'"),
+    "seed a string": (lambda d: json.dumps({**d, "key": {**d["key"], "seed": "0"}}).encode(), "field key.'seed'"),
+    "seed a boolean": (lambda d: json.dumps({**d, "key": {**d["key"], "seed": True}}).encode(), "field key.'seed'"),
+    "status unknown": (lambda d: json.dumps({**d, "status": "error"}).encode(), "field 'status'"),
+    "metric a string": (lambda d: json.dumps({**d, "metrics": {"nll": "0.3"}}).encode(), "field 'metrics'"),
+    "metric NaN": (lambda d: json.dumps({**d, "metrics": {"nll": float("nan")}}).encode(), "NaN is not JSON"),
+    "metric Infinity": (lambda d: json.dumps({**d, "metrics": {"nll": float("inf")}}).encode(), "Infinity is not JSON"),
+    "huge metric": (lambda d: json.dumps(d).replace('0.3', '1e999').encode(), "field 'metrics' has a wrong type or value"),
+    "id of another key": (lambda d: json.dumps({**d, "id": "f" * 16}).encode(), "is not the hash of its key"),
+    "predictions outside": (lambda d: json.dumps({**d, "predictions": "../../etc/passwd"}).encode(), "predictions '../../etc/passwd'"),
+    "non-UTF-8": (lambda d: b"\xff\xfe{}", "not UTF-8 text"),
+    "deeply nested": (lambda d: b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+}
+
+
+@pytest.mark.parametrize("name", list(CORRUPT))
+def test_an_unusable_record_is_reported_once_and_set_aside_only_when_its_run_is_planned(tmp_path, name):
+    record, data = _good(tmp_path)
+    content, reason = CORRUPT[name]
+    path = tmp_path / f"{record.id}.json"
+    path.write_bytes(content(data))
+    before = path.read_bytes()
+
+    reader = ResultStore(tmp_path)  # read-only commands: report, leave in place
+    assert reader.records() == [] and reader.get(record.id) is None
+    (problem,) = reader.problems
+    assert problem.startswith(f"{path}: ") and reason in problem and problem.endswith("; ignored"), problem
+    assert path.read_bytes() == before
+
+    runner = ResultStore(tmp_path, quarantine=True)
+    assert runner.records() == [] and path.exists()  # reading the whole store only reports
+    assert runner.get(record.id) is None and not path.exists()  # a planned run: set aside, so it runs again
+    (aside,) = (tmp_path / QUARANTINE).iterdir()
+    assert aside.read_bytes() == before and aside.name.startswith(record.id)
+    assert runner.problems[-1] == f"{path}: {problem[len(str(path)) + 2 : -len('; ignored')]}; moved to {aside}, its run runs again"
+
+
+def test_a_record_under_another_name_and_a_linked_record_are_not_counted(tmp_path):
+    store = ResultStore(tmp_path)
+    record, _ = _good(tmp_path)
+    store.write(record)
+    copy = tmp_path / ("0" * 16 + ".json")
+    copy.write_bytes(store.path(record.id).read_bytes())
+    other = tmp_path / ("1" * 16 + ".json")
+    other.symlink_to(store.path(record.id))
+    assert store.records() == [record]  # counted once
+    assert sorted(store.problems) == sorted([f"{copy}: holds the record {record.id}, not {copy.stem}; ignored",
+                                             f"{other}: a symbolic link (not followed); ignored"])
+
+
+def test_two_quarantined_copies_of_one_record_keep_both(tmp_path):
+    record, _ = _good(tmp_path)
+    store = ResultStore(tmp_path, quarantine=True)
+    for text in ("first", "second"):
+        store.path(record.id).write_text(text)
+        store.get(record.id)
+    assert sorted(p.read_text() for p in (tmp_path / QUARANTINE).iterdir()) == ["first", "second"]
 
 
 def test_non_finite_metrics_become_null_with_a_warning():

@@ -66,13 +66,13 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
     except OSError as exc:
         if Path(path).is_symlink():
             raise NotARegularFile(f"{path}: a symbolic link (not followed)") from None
-        raise exc
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or (limit is not None and info.st_size > limit):
+        os.close(fd)
+        what = "not a regular file" if not stat.S_ISREG(info.st_mode) else f"{info.st_size} bytes, more than the {limit} expected"
+        raise NotARegularFile(f"{path}: {what}")
     with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fh.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise NotARegularFile(f"{path}: not a regular file")
-        if limit is not None and info.st_size > limit:
-            raise NotARegularFile(f"{path}: {info.st_size} bytes, more than the {limit} expected")
         return fh.read()
 
 

@@ -22,14 +22,12 @@ def list_rows(what: str, verbose: bool) -> tuple[list[str], list[list[Any]], lis
     broken = [f"{p.name} ({p.origin}): {p.status}" for p in registry.plugins() if p.broken]
     rows = []
     for name, cls in items.items():
-        if what == "methods":
-            row = [name, ", ".join(sorted(cls.kinds)), cls.summary(), registry.origin(name)]
-        else:
-            task = cls()
-            row = [name, cls.kind, task.size(), str(task.n_splits()), ", ".join(cls.ood_sets) or "-", cls.source, cls.summary()]
-        if verbose:
-            row.append(_config_text(cls.Config) if what == "methods" else _task_text(cls))
-        rows.append(row)
+        try:
+            rows.append(_row(what, name, cls, registry.origin(name), verbose))
+        except Exception as exc:  # a plugin whose class loads but cannot describe itself
+            if registry.origin(name) == "builtin":
+                raise
+            broken.append(f"{name} ({registry.origin(name)}): error: describing it failed: {type(exc).__name__}: {exc}")
     columns = (
         ["method", "kinds", "description", "source"]
         if what == "methods"
@@ -38,6 +36,17 @@ def list_rows(what: str, verbose: bool) -> tuple[list[str], list[list[Any]], lis
     if verbose:
         columns.append("hyperparameters (default)")
     return columns, rows, broken
+
+
+def _row(what: str, name: str, cls: type, origin: str, verbose: bool) -> list[Any]:
+    if what == "methods":
+        row = [name, ", ".join(sorted(cls.kinds)), cls.summary(), origin]
+    else:
+        task = cls()
+        row = [name, cls.kind, task.size(), str(task.n_splits()), ", ".join(cls.ood_sets) or "-", cls.source, cls.summary()]
+    if verbose:
+        row.append(_config_text(cls.Config) if what == "methods" else _task_text(cls))
+    return row
 
 
 def _config_text(config_cls: type, default: Any = None) -> str:

@@ -191,17 +191,28 @@ class Plan:
             task.prepare(self.splits[name])
 
 
-def method_names(selection: tuple[str, ...] | str, exclude: Iterable[str] = ()) -> list[str]:
+def method_names(selection: tuple[str, ...] | str, exclude: Iterable[str] = (),
+                 skipped: list[str] | None = None) -> list[str]:
     """The methods a selection names, in order: each entry a name, 'all' (every registered method, plugins
     included, but not the reference runners) or a shell pattern such as 'mc-*'; minus `exclude` (names or
-    patterns)."""
+    patterns). A plugin that fails to load is left out of 'all' and of patterns, with its error appended to
+    `skipped` (named explicitly, it is an error)."""
+    from uqbench.errors import PluginError
     from uqbench.methods import methods
+
+    def usable(name: str) -> bool:
+        try:
+            return not _reference(name)
+        except PluginError as exc:
+            if skipped is not None and str(exc) not in skipped:
+                skipped.append(str(exc))
+            return False
 
     def expand(entries: Iterable[str]) -> list[str]:
         out: list[str] = []
         for entry in entries:
             if entry == "all" or any(c in entry for c in "*?["):
-                found = [n for n in methods.names("*" if entry == "all" else entry) if not _reference(n)]
+                found = [n for n in methods.names("*" if entry == "all" else entry) if usable(n)]
                 if not found:
                     raise UnknownName(f"no method matches {entry!r}; available: {', '.join(methods.names())}")
                 out += found
@@ -229,11 +240,11 @@ def plan(request: Request) -> Plan:
         raise BadConfig(f"--seeds {request.seeds}: must be at least 1")
     if request.splits is not None and request.splits < 1:
         raise BadConfig(f"--splits {request.splits}: must be at least 1")
-    names = method_names(request.methods, request.exclude)
+    out = Plan([])
+    names = method_names(request.methods, request.exclude, out.skipped)
     for name in request.tasks:
         tasks.get(name)
     used: set[int] = set()  # indices of the settings, then of the grid axes (offset by len(settings))
-    out = Plan([])
     fingerprints: dict[tuple[str, int], dict[str, str]] = {}
     for task_name in request.tasks:
         for method_name in names:

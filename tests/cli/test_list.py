@@ -116,6 +116,12 @@ def test_broken_method_plugin_is_reported_everywhere(cli, plugin_dir, monkeypatc
     assert used.stderr == f"error: method 'boom' (uqbench-fake==0.3.1) failed to load: {reason}\n"
     assert not (plugin_dir / "results").exists()
 
+    planned = invoke_fresh(cli, monkeypatch, "compare", "--tasks", "two-moons", "--methods", "all", "--dry-run",
+                           "--format", "json")  # 'all' (or a pattern) leaves a broken plugin out, and says so
+    assert planned.exit_code == 0, planned.output
+    assert "boom" not in {r["key"]["method"] for r in json.loads(planned.stdout)}
+    assert f"skipped method 'boom' (uqbench-fake==0.3.1) failed to load: {reason}" in planned.stderr
+
 
 @pytest.mark.parametrize("raised", ["SystemExit(3)", "KeyboardInterrupt"])
 def test_broken_task_plugin_is_reported_everywhere(cli, plugin_dir, monkeypatch, raised):
@@ -166,3 +172,13 @@ def test_a_name_declared_by_two_distributions_loads_neither(cli, plugin_dir, mon
 def test_plugins_disabled(cli):
     result = cli("plugins")
     assert result.exit_code == 0 and "UQBENCH_NO_PLUGINS is set" in result.stderr
+
+
+def test_a_plugin_that_loads_but_cannot_describe_itself_is_reported_not_a_traceback(cli, plugin_dir, monkeypatch):
+    source = ("from uqbench.methods.map import MAP\n\n\nclass Mute(MAP):\n    @classmethod\n"
+              "    def summary(cls):\n        raise RuntimeError('no docs')\n")
+    install_fake_plugin(plugin_dir, {"mute": "uqbench_mute:Mute"}, modules={"uqbench_mute": source})
+    listed = invoke_fresh(cli, monkeypatch, "list", "methods")
+    assert listed.exit_code == 0 and "map" in listed.stdout and "mute" not in listed.stdout
+    assert listed.stderr == ("unavailable plugin: mute (uqbench-fake==0.3.1): error: describing it failed: "
+                             "RuntimeError: no docs\n")
