@@ -73,8 +73,8 @@ def _without(data: dict, name: str) -> dict:
 CORRUPT = {  # what is written at a record's name -> what the store reports
     "empty": (lambda d: b"", "not valid JSON"),
     "truncated": (lambda d: json.dumps(d).encode()[:40], "not valid JSON"),
-    "a list": (lambda d: b"[]", "a JSON list, not a record"),
-    "null": (lambda d: b"null", "a JSON NoneType, not a record"),
+    "a list": (lambda d: b"[]", "a JSON array, not a record"),
+    "null": (lambda d: b"null", "a JSON null, not a record"),
     "another schema": (lambda d: json.dumps({**d, "schema": "x/1"}).encode(), "schema 'x/1', expected"),
     "a leaderboard": (lambda d: b'{"schema": "uqbench.leaderboard/1", "rows": []}', "schema 'uqbench.leaderboard/1'"),
     "missing status": (lambda d: json.dumps(_without(d, "status")).encode(), "no field 'status'"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import sys
 import tempfile
@@ -39,7 +40,7 @@ class OneLineErrors(TyperGroup):
         except _CLICK_ERROR as exc:
             usage = isinstance(exc, _USAGE_ERROR)
             command = exc.ctx.command_path if usage and exc.ctx else "uqbench"
-            message = " ".join(exc.format_message().split()).rstrip(".")
+            message = one_line(" ".join(exc.format_message().split()).rstrip("."))
             typer.echo(f"error: {message} (see `{command} --help`)", err=True)
             sys.exit(2 if usage else exc.exit_code)
         except typer.Abort:
@@ -81,13 +82,19 @@ def _stderr() -> Console:
     return Console(stderr=True, soft_wrap=True)  # log lines are never broken, whatever the width
 
 
+def one_line(text: str) -> str:
+    """`text` with every character that is not printable (a newline, a terminal escape) written as its escape
+    sequence, so that a message quoting a value or a path stays one line and cannot drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn a UserError into one line on stderr and exit code 2."""
     try:
         yield
     except UserError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {one_line(str(exc))}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -196,7 +203,7 @@ def run(
             _print_dry_run(the_plan, "json" if as_json else "table")
             return
         ensure_writable(out)
-        _note_problems(err, ResultStore(out, quarantine=True), the_plan, quiet or as_json)
+        _note_problems(err, ResultStore(out, quarantine=True), the_plan)
         progress = make_progress(err, quiet or as_json)
         options = RunOptions(out=out, device=device, data_dir=data_dir, save_predictions=save_predictions,
                              force=force, retry=not no_retry, refresh_since=time.time(), progress=progress)
@@ -206,10 +213,10 @@ def run(
             if not as_json and not quiet:
                 state = "done" if fresh else "already in the store (use --force to re-run)"
                 err.print(f"{spec.method} on {spec.task}, seed {spec.seed}: {record.status}, {state} -> "
-                          f"{out / (record.id + '.json')}", highlight=False)
+                          f"{out / (record.id + '.json')}", highlight=False, markup=False)
             if record.status == "failed":
-                err.print(f"[red]seed {spec.seed} failed in {record.error['phase']}: {record.error['type']}: "
-                          f"{record.error['message']}", highlight=False)
+                err.print(f"seed {spec.seed} failed in {record.error['phase']}: {record.error['type']}: "
+                          f"{record.error['message']}", style="red", highlight=False, markup=False)
     if as_json:
         typer.echo(json.dumps([r.to_json() for r in records], indent=2))
     else:
@@ -259,7 +266,7 @@ def compare(
     quiet: QuietOpt = False,
 ) -> None:
     """Run every (method, task, seed, split) of a comparison the store lacks, then print one leaderboard per task."""
-    from uqbench.compare import check_device, plan_records
+    from uqbench.compare import check_device, check_parallel, plan_records
     from uqbench.errors import DataError
     from uqbench import protocols
     from uqbench.experiment import CommandLine, compare_request
@@ -271,13 +278,14 @@ def compare(
     err = _stderr()
     with user_errors():
         _check_format(fmt)
+        check_parallel(jobs, executor, address)
         file = protocols.experiment(config) if config is not None else None
         line = CommandLine(suite, _names(tasks, "--tasks"), _names(methods, "--methods"), _names(exclude, "--exclude"),
                            seeds, splits, tuple(set_ or ()), epochs, data_dir)
         request, needs_gpu = compare_request(line, file)
         the_plan = plan(request)
         for text in the_plan.skipped if not quiet else ():
-            err.print(f"skipped {text}", highlight=False)
+            err.print(f"skipped {one_line(text)}", highlight=False, markup=False)
         if dry_run:
             _print_dry_run(the_plan, fmt)
             return
@@ -290,8 +298,7 @@ def compare(
                                  force=force, retry=not no_retry, refresh_since=time.time())
             outcome = _run_plan(the_plan, store, options, (jobs, executor, address), quiet)
         records = plan_records(the_plan, store)
-        for problem in store.problems if not quiet else ():
-            err.print(f"note: {problem}", highlight=False)
+        _print_notes(err, store)
         if not records:
             raise DataError(f"the store {str(out)!r} holds none of the {len(the_plan.specs)} planned runs; "
                             "run without --no-run")
@@ -329,14 +336,14 @@ def _run_plan(the_plan, store, options, parallel: tuple[int, str, str | None], q
         why = "forced" if options.force else "failed or without saved predictions"
         redo = f" ({again} of them {why}: running them again)" if again else ""
         err.print(f"{stored} of {len(the_plan.specs)} planned runs are in {str(store.root)!r}{redo}; running "
-                  f"{len(todo)}", highlight=False)
+                  f"{len(todo)}", highlight=False, markup=False)
     try:
         with terminate_as_interrupt():
             outcome = run_specs(todo, executor, store, display)
     except KeyboardInterrupt as exc:
         left = len(todo) - display.stored
         err.print(f"interrupted: {display.stored} run(s) finished now and kept in {str(store.root)!r}, {left} not "
-                  "run; run the same command again to resume", highlight=False)
+                  "run; run the same command again to resume", highlight=False, markup=False)
         raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
     if not quiet and todo:
         err.print(display.summary(), highlight=False)
@@ -366,12 +373,18 @@ def terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _note_problems(err: Console, store, the_plan, quiet: bool) -> None:
+def _note_problems(err: Console, store, the_plan) -> None:
     """Read the planned runs' records once, so that unusable ones are reported (and set aside) before running."""
     for spec in the_plan.specs:
         store.get(spec.id)
-    for problem in store.problems if not quiet else ():
-        err.print(f"note: {problem}", highlight=False)
+    _print_notes(err, store)
+
+
+def _print_notes(err: Console, store) -> None:
+    """One line `note: PATH: reason; ...` per unusable file the store has met (also with --quiet: a file set
+    aside is never moved without a word)."""
+    for problem in store.problems:
+        err.print(f"note: {one_line(problem)}", highlight=False, markup=False)
 
 
 def _print_board(board, fmt: str) -> None:
@@ -424,7 +437,7 @@ def reproduce(
     """
     from uqbench import protocols
     from uqbench import reproduce as rep
-    from uqbench.compare import check_device, plan_records
+    from uqbench.compare import check_device, check_parallel, plan_records
     from uqbench.experiment import CommandLine, compare_request
     from uqbench.report import emit
     from uqbench.results import ResultStore
@@ -433,8 +446,9 @@ def reproduce(
 
     with user_errors():
         _check_format(fmt)
-        if not k > 0:
-            raise BadConfig(f"--k {k}: must be positive")
+        if not (k > 0 and math.isfinite(k)):
+            raise BadConfig(f"--k {k}: must be a positive, finite number")
+        check_parallel(jobs, executor, address)
         proto = protocols.load(protocol)
         tasks = _datasets(_names(datasets, "--datasets"), proto)
         line = CommandLine(tasks=tasks, seeds=seeds, splits=splits, data_dir=data_dir)
@@ -513,7 +527,7 @@ def check(
         store = ResultStore(results)
         findings = run_check(board, store.records(), thresholds)
     for problem in store.problems:
-        typer.echo(f"note: {problem}", err=True)
+        typer.echo(f"note: {one_line(problem)}", err=True)
     columns, rows, title = finding_rows(findings)
     if rows or fmt != "table":
         emit(_wide_stdout(), columns, rows, fmt, title=title)  # type: ignore[arg-type]
@@ -538,6 +552,7 @@ def plot(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Draw reliability diagrams, 1-D regression bands and OOD-score histograms from saved predictions."""
+    from uqbench.errors import DataError
     from uqbench.files import subdir
     from uqbench.plots import KINDS, collect, plot_all
     from uqbench.results import ResultStore
@@ -547,16 +562,30 @@ def plot(
             if name not in KINDS:
                 raise BadConfig(f"--kind {name!r}: expected one of {', '.join(KINDS)}")
         task_names, method_names = _names(tasks, "--tasks"), _names(methods, "--methods")
-        records = [
-            r for r in ResultStore(results).records()
-            if (task_names is None or r.key.task in task_names) and (method_names is None or r.key.method in method_names)
-        ]
-        runs = collect(records, results)
+        if not results.is_dir():
+            raise DataError(f"--results {str(results)!r}: no such directory")
+        store = ResultStore(results)
+        runs = collect(_selected(store.records(), task_names, method_names, results), results)
         target = out or subdir(results, "plots")
         ensure_writable(target)
         paths = plot_all(runs, target, tuple(kind or KINDS), data_dir)
+    _print_notes(_stderr(), store)
     for path in paths:
         typer.echo(str(path))
+
+
+def _selected(records: list, tasks: tuple[str, ...] | None, methods: tuple[str, ...] | None, results: Path) -> list:
+    """The records of the named tasks and methods (None: all); DataError for a name of which the store has no run."""
+    from uqbench.errors import DataError
+
+    for option, names, field in (("--tasks", tasks, "task"), ("--methods", methods, "method")):
+        held = sorted({getattr(r.key, field) for r in records})
+        for name in names or ():
+            if name not in held:
+                raise DataError(f"{option} {name!r}: {str(results)!r} holds no run of it; it holds runs of: "
+                                f"{', '.join(held) or 'nothing'}")
+    return [r for r in records
+            if (tasks is None or r.key.task in tasks) and (methods is None or r.key.method in methods)]
 
 
 def _wide_stdout() -> Console:

@@ -64,6 +64,16 @@ def check_device(needs_gpu: bool, device: str) -> None:
         raise BadConfig("this suite is meant for a CUDA GPU and none is available; pass --device cpu to run it anyway")
 
 
+def check_parallel(jobs: int, executor: str = "local", address: str | None = None) -> None:
+    """BadConfig for `--jobs` / `--executor` / `--address` values that cannot run (checked before planning)."""
+    if jobs < 1:
+        raise BadConfig(f"--jobs {jobs}: must be at least 1")
+    if executor not in ("local", "ray"):
+        raise BadConfig(f"--executor {executor!r}: expected local or ray")
+    if address is not None and executor != "ray":
+        raise BadConfig("--address is only for --executor ray")
+
+
 def make_executor(runner, jobs: int, executor: str = "local", address: str | None = None) -> Executor:
     """The executor for `--jobs N [--executor local|ray] [--address ADDR]`.
 
@@ -72,12 +82,7 @@ def make_executor(runner, jobs: int, executor: str = "local", address: str | Non
     """
     from uqbench.executors import ProcessPool, RayExecutor, WorkerOptions
 
-    if jobs < 1:
-        raise BadConfig(f"--jobs {jobs}: must be at least 1")
-    if executor not in ("local", "ray"):
-        raise BadConfig(f"--executor {executor!r}: expected local or ray")
-    if address is not None and executor != "ray":
-        raise BadConfig("--address is only for --executor ray")
+    check_parallel(jobs, executor, address)
     opts = runner.options
     options = WorkerOptions(str(opts.out), opts.device, str(opts.data_dir) if opts.data_dir else None,
                             opts.save_predictions, refresh_since=opts.refresh_since if opts.force else None)
@@ -140,12 +145,12 @@ class PlanDisplay:
         key = record.key
         what = f"[{self.done}/{self.total}] {key.method} on {key.task}, seed {key.seed} split {key.split}"
         if record.status == "ok":
-            self.console.print(f"{what}: ok, fit {record.timings_s.get('fit', 0.0):.1f} s", highlight=False)
+            self.console.print(f"{what}: ok, fit {record.timings_s.get('fit', 0.0):.1f} s", highlight=False, markup=False)
         else:
             err = record.error or {}
             state = "failed" if record.status == "failed" else "error (not stored; tried again next time)"
-            self.console.print(f"[red]{what}: {state} in {err.get('phase')}: {err.get('type')}: {err.get('message')}",
-                               highlight=False)
+            self.console.print(f"{what}: {state} in {err.get('phase')}: {err.get('type')}: {err.get('message')}",
+                               style="red", highlight=False, markup=False)
 
     def end(self) -> None:
         if self._progress is not None:
@@ -172,4 +177,4 @@ class PlanDisplay:
         return f"{self.done} run{'s' * (self.done != 1)} in {elapsed:.0f} s, {self.failed} failed{errors}"
 
 
-__all__ = ["PlanDisplay", "check_device", "make_executor", "pending", "plan_records", "run_specs"]
+__all__ = ["PlanDisplay", "check_device", "check_parallel", "make_executor", "pending", "plan_records", "run_specs"]

@@ -36,7 +36,7 @@ class Interval:
     closed: Literal["both", "left", "right", "neither"] = "both"
 
     def admits(self, value: float) -> bool:
-        if not math.isfinite(value):
+        if not finite(value):
             return False
         left, right = self.closed in ("both", "left"), self.closed in ("both", "right")
         if self.low is not None and (value < self.low or (value == self.low and not left)):
@@ -55,6 +55,14 @@ class Interval:
         if self.high is not None:
             return f"{'at most' if right else 'less than'} {self.high:g}"
         return "finite"
+
+
+def finite(value: float) -> bool:
+    """Whether a number is finite; an int beyond the float range (10**400) is not (no float, no tensor holds it)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 POSITIVE = Interval(0, None, "right")  # > 0
@@ -111,7 +119,8 @@ def validate(config: Any) -> None:
         if value is not None and not isinstance(value, (str, bool)):
             for interval in ranges.get(name, ()):
                 if not interval.admits(value):
-                    raise ConstraintError(name, interval.describe(), value)
+                    within = " and within the float range" if isinstance(value, int) and not finite(value) else ""
+                    raise ConstraintError(name, interval.describe() + within, value)
 
 
 def conforms(tp: Any, value: Any) -> bool:
@@ -155,6 +164,8 @@ def coerce(tp: Any, text: str) -> Any:
         for arg in (a for a in args if a is not type(None)):
             try:
                 return coerce(arg, text)
+            except Underflow:
+                raise
             except ValueError:
                 continue
         raise ValueError(text)
@@ -176,10 +187,16 @@ def coerce(tp: Any, text: str) -> Any:
         value = float(text)
         if value != value:  # NaN is never a valid hyperparameter
             raise ValueError(text)
+        if value == 0 and any(c in "123456789" for c in text.lower().partition("e")[0]):
+            raise Underflow(text)
         return value
     if tp is str:
         return text
     raise ValueError(f"unsupported config field type {tp!r}")
+
+
+class Underflow(ValueError):
+    """A nonzero number written too small for a float (1e-400): it would silently become 0."""
 
 
 def convert(tp: Any, value: Any) -> Any:

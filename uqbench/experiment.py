@@ -82,7 +82,7 @@ def read_toml(path: Path) -> dict[str, Any]:
     else:  # pragma: no cover
         import tomli as tomllib
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        text = Path(path).read_bytes().decode("utf-8").removeprefix("\ufeff")  # a byte-order mark (Windows editors)
     except OSError as exc:
         raise UserError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
@@ -91,6 +91,8 @@ def read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise UserError(f"{path}: not valid TOML (arrays or tables nested too deeply)") from None
 
 
 def load_experiment(path: Path, extra_tables: tuple[str, ...] = ()) -> tuple[Experiment, dict[str, Any]]:
@@ -118,12 +120,16 @@ def load_experiment(path: Path, extra_tables: tuple[str, ...] = ()) -> tuple[Exp
     return experiment, {name: data[name] for name in extra_tables if name in data}
 
 
+MAX_NESTING = 3  # the tables above a setting name at most a method, a task and a part
+
+
 def settings_of(table: dict[str, Any], path: list[str], layer: int, source: str) -> list[Setting]:
     """The settings of a (nested) TOML table; `path` is the scope reached so far."""
     out = []
     for key, value in table.items():
         where = ".".join([*path, key])
         if isinstance(value, dict):
+            _not_too_deep(path, f"{source}.{where}")
             out += settings_of(value, [*path, key], layer, source)
         elif isinstance(value, (list, tuple)) or value is None:
             raise BadConfig(f"{source}.{where}: expected a single value; got {value!r}")
@@ -168,12 +174,19 @@ def _axes(table: dict[str, Any], path: list[str], source: str) -> list[Setting]:
     for key, value in table.items():
         where = ".".join([*path, key])
         if isinstance(value, dict):
+            _not_too_deep(path, f"{source}.{where}")
             out += _axes(value, [*path, key], source)
         elif not isinstance(value, list) or not value or any(isinstance(v, (list, dict)) for v in value):
             raise BadConfig(f"{source}.{where}: expected a non-empty list of values; got {value!r}")
         else:
             out.append(setting_at([*path, key], tuple(value), CONFIG_FILE, f"{source}.{where}", text=False))
     return out
+
+
+def _not_too_deep(path: list[str], where: str) -> None:
+    if len(path) >= MAX_NESTING:
+        raise BadConfig(f"{where}: tables nested too deeply; a setting's tables name at most a method, a task and "
+                        "a part")
 
 
 def _table(data: dict[str, Any], name: str, path: Path, where: str | None = None) -> dict[str, Any]:

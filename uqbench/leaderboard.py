@@ -25,6 +25,8 @@ import fnmatch
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from rich.text import Text
+
 from uqbench.errors import UnknownName
 from uqbench.leaderboard_schema import SCHEMA, validate
 from uqbench.results import RunRecord, aggregate, mean_se
@@ -290,8 +292,9 @@ LEGEND = (
 )
 
 
-def task_table(board: Leaderboard, task: str, fmt: str) -> tuple[list[str], list[list[str]], str]:
-    """(columns, rows, title) of one task's leaderboard for fmt 'table' (rich markup) or 'markdown'."""
+def task_table(board: Leaderboard, task: str, fmt: str) -> tuple[list[str], list[list[str | Text]], str]:
+    """(columns, rows, title) of one task's leaderboard for fmt 'table' (best cells as styled rich Text) or
+    'markdown' (best cells in bold)."""
     rows, keys = board.task_rows(task), board.columns(task)
     duplicated = {r.method for r in rows if sum(o.method == r.method for o in rows) > 1}
     show_missing = any(r.n_missing for r in rows)
@@ -343,19 +346,19 @@ def _arrow(board: Leaderboard, key: str) -> str:
     return "↑" if header["higher_is_better"] else "↓"
 
 
-def _cell(cell: Cell | None, fmt: str) -> str:
+def _cell(cell: Cell | None, fmt: str) -> str | Text:
     from uqbench.report import mean_se_cell
 
     if cell is None:
         return "—"
     text = mean_se_cell(cell.mean, cell.se, cell.n)
     if cell.best:
-        return f"**{text}**" if fmt == "markdown" else f"[bold green]{text}[/]"
+        return f"**{text}**" if fmt == "markdown" else Text(text, style="bold green")
     return f"{text} ≈" if cell.within_noise else text
 
 
-def _failed(n: int, fmt: str) -> str:
-    return f"[red]{n}[/]" if n and fmt == "table" else str(n)
+def _failed(n: int, fmt: str) -> str | Text:
+    return Text(str(n), style="red") if n and fmt == "table" else str(n)
 
 
 def _num(value: float | None, spec: str) -> str:

@@ -9,19 +9,24 @@ from typing import Any, Literal
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 Format = Literal["table", "markdown", "csv", "json"]
 FORMATS: tuple[str, ...] = ("table", "markdown", "csv", "json")
 
 
 def render(columns: list[str], rows: list[list[Any]], fmt: Format, title: str | None = None) -> str | Table:
-    """The rows as a rich Table (fmt 'table') or as text (markdown via tabulate, csv, json list of objects)."""
+    """The rows as a rich Table (fmt 'table') or as text (markdown via tabulate, csv, json list of objects).
+
+    Table cells, headers and the title are plain text, whatever brackets a name holds (`[/b]` is no markup); a cell
+    that is a rich `Text` keeps its style.
+    """
     if fmt == "table":
-        table = Table(title=title, title_justify="left")
+        table = Table(title=Text(title, style="table.title") if title is not None else None, title_justify="left")
         for col in columns:
-            table.add_column(col, justify="left" if col == columns[0] else "right")
+            table.add_column(Text(col), justify="left" if col == columns[0] else "right")
         for row in rows:
-            table.add_row(*(str(c) for c in row))
+            table.add_row(*(c if isinstance(c, Text) else Text(str(c)) for c in row))
         return table
     if fmt == "markdown":
         from tabulate import tabulate

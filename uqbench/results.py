@@ -11,10 +11,12 @@ reused: the store lists them in `problems` (see `ResultStore` for what it does w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
+import stat
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -175,11 +177,12 @@ def parse_record(text: str) -> RunRecord:
     try:
         data = json.loads(text, parse_constant=no_constants)
     except json.JSONDecodeError as exc:
-        raise Unreadable(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise Unreadable(f"not valid JSON ({exc.msg}: line {exc.lineno} column {exc.colno})") from None
     except RecursionError:
         raise Unreadable("nested too deeply") from None
     if not isinstance(data, dict):
-        raise Unreadable(f"a JSON {type(data).__name__}, not a record")
+        kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(data), "number")
+        raise Unreadable(f"a JSON {kind}, not a record")
     schema = data.get("schema")
     if schema in OLD_SCHEMAS:
         raise Unreadable(f"older record format {schema!r}, not reused (re-run it)")
@@ -202,8 +205,9 @@ class ResultStore:
     A file named like a record that cannot be used (truncated, not a record of this format, mistyped fields, named
     for another id, a link) is reported in `problems` as "path: reason". A store opened with `quarantine=True`
     (by the commands that run) moves such a file into `<root>/quarantine/` when a planned run asks for it (`get`),
-    never deleting it: the run is then missing and runs again. Reading the whole store (`records`), and the
-    read-only commands (`check`, `plot`, `--no-run`), only report.
+    never deleting it: the run is then missing and runs again (a file that cannot be moved there stops the command
+    with a DataError instead of being overwritten). Reading the whole store (`records`), and the read-only commands
+    (`check`, `plot`, `--no-run`), only report.
     Other `.json` files (a baseline kept beside the records, say) are not records and are left alone.
     """
 
@@ -241,7 +245,8 @@ class ResultStore:
 
     def get(self, run_id: str, set_aside: bool = True) -> RunRecord | None:
         """The record `run_id`, or None when it is absent or unusable (then reported, and with `quarantine` and
-        `set_aside` moved into the quarantine folder: the run is missing, and runs again)."""
+        `set_aside` moved into the quarantine folder: the run is missing, and runs again). DataError when such a
+        file cannot be moved there (its run would replace it)."""
         path = self.path(run_id)
         if not os.path.lexists(path):
             return None
@@ -269,20 +274,33 @@ class ResultStore:
         if not set_aside:
             line = f"{path}: {reason}; ignored"
         else:
-            aside = self._set_aside(path)
-            line = f"{path}: {reason}; moved to {aside}, its run runs again" if aside else f"{path}: {reason}; ignored"
+            try:
+                aside = self._set_aside(path)
+            except (OSError, DataError) as err:
+                why = getattr(err, "strerror", None) or str(err)
+                raise DataError(f"{path}: {reason}; its run would replace it, and it cannot be moved into "
+                                f"{self.root / QUARANTINE} ({why}): move it away, then run again") from None
+            line = f"{path}: {reason}; moved to {aside}, its run runs again"
         if line not in self.problems:
             self.problems.append(line)
 
-    def _set_aside(self, path: Path) -> Path | None:
-        """Move `path` into `<root>/quarantine/` under a new, unique name; None if it could not be moved."""
+    def _set_aside(self, path: Path) -> Path:
+        """Move `path` into `<root>/quarantine/` under a new, unique name; OSError or DataError (a link where the
+        folder should be) if it cannot be moved, leaving nothing in the quarantine folder."""
+        target = None
         try:
             folder = subdir(self.root, QUARANTINE)
-            fd, target = tempfile.mkstemp(dir=folder, prefix=f"{path.stem}.", suffix=".json")
-            os.close(fd)
+            if stat.S_ISDIR(os.lstat(path).st_mode):  # a directory can only replace an empty directory
+                target = tempfile.mkdtemp(dir=folder, prefix=f"{path.stem}.", suffix=".json")
+            else:
+                fd, target = tempfile.mkstemp(dir=folder, prefix=f"{path.stem}.", suffix=".json")
+                os.close(fd)
             os.replace(path, target)  # a link is moved as a link, never followed
         except (OSError, DataError):
-            return None
+            if target is not None:
+                with contextlib.suppress(OSError):
+                    (os.rmdir if os.path.isdir(target) else os.unlink)(target)
+            raise
         return Path(target)
 
 

@@ -116,6 +116,9 @@ def typed(s: Setting, tp: Any, owner: str) -> Any:
     """The setting's value as config type `tp` (text coerced, a file's value checked); BadConfig naming it."""
     try:
         return cfgmod.coerce(tp, s.value) if s.text else cfgmod.convert(tp, s.value)
+    except cfgmod.Underflow:
+        raise BadConfig(f"{s.source}: {s.key!r} of {owner}: {s.value} is nonzero but below the smallest float "
+                        "(it would be 0)") from None
     except ValueError:
         raise BadConfig(f"{s.source}: {s.key!r} of {owner} must be {cfgmod.describe_type(tp)}; got {s.value!r}") from None
 

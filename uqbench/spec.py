@@ -232,12 +232,15 @@ def _reference(name: str) -> bool:
     return methods.origin(name) == "builtin" and getattr(methods.get(name), "reference", False)
 
 
+MAX_SEEDS = 10_000  # more is a typo (a plan of 10**30 runs would never finish being built)
+
+
 def plan(request: Request) -> Plan:
     """Resolve a request into run specs; raises UnknownName / BadConfig / Unsupported / DataError (exit 2)."""
     from uqbench.tasks import tasks
 
-    if request.seeds < 1:
-        raise BadConfig(f"--seeds {request.seeds}: must be at least 1")
+    if not 1 <= request.seeds <= MAX_SEEDS:
+        raise BadConfig(f"--seeds {request.seeds}: must be at least 1" + (f" and at most {MAX_SEEDS}" if request.seeds > 1 else ""))
     if request.splits is not None and request.splits < 1:
         raise BadConfig(f"--splits {request.splits}: must be at least 1")
     out = Plan([])

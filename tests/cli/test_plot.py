@@ -60,7 +60,8 @@ def test_compare_save_predictions_reruns_records_without_them(cli, tmp_path):
     "args, message",
     [
         (("--kind", "scatter"), "--kind 'scatter': expected one of reliability, bands, ood"),
-        (("--tasks", "digits"), "no saved predictions in"),
+        (("--tasks", "digits"), "--tasks 'digits': "),
+        (("--tasks", "digits"), "holds no run of it; it holds runs of: toy-regression, two-moons"),
     ],
 )
 def test_bad_input_exits_2(cli, saved, tmp_path, args, message):
