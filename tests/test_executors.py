@@ -9,9 +9,13 @@ from uqbench.runner import RunOptions, Runner
 from uqbench.spec import RunSpec, resolve
 
 
+METHODS = ("map", "vbll", "mc-dropout", "ensemble", "sngp", "laplace")
+
+
 def _jobs(*extra: str) -> list[RunSpec]:
-    return [resolve("map", task, ["epochs=3", *extra], seed=seed) for task in ("two-moons", "toy-regression")
-            for seed in range(2)]
+    """Every built-in method on a classification and a regression task (MLPs), and map on a second seed."""
+    return [resolve(method, task, ["epochs=3", *extra], seed=0) for task in ("two-moons", "toy-regression")
+            for method in METHODS] + [resolve("map", "two-moons", ["epochs=3", *extra], seed=1)]
 
 
 def _metrics(records) -> dict[str, dict]:
@@ -33,6 +37,14 @@ def test_process_pool_gives_bit_identical_records(reference, tmp_path):
     records = list(ProcessPool(2, WorkerOptions(str(tmp_path))).run(_jobs()))
     assert _metrics(records) == reference
     assert all(status == "ok" for status, _ in reference.values())
+
+
+def test_every_method_gives_the_same_record_on_one_and_two_threads(reference, tmp_path):
+    """A run's record does not depend on torch's thread count for the MLP tasks: each method's result is the
+    same to the last bit in a worker on 1 thread and on 2 (SNGP's random-feature QR runs on one thread)."""
+    one = _metrics(ProcessPool(1, WorkerOptions(str(tmp_path / "one"), threads=1)).run(_jobs()))
+    two = _metrics(ProcessPool(1, WorkerOptions(str(tmp_path / "two"), threads=2)).run(_jobs()))
+    assert one == two == reference
 
 
 def test_a_convolutional_run_repeats_bit_for_bit_at_the_pools_thread_count(tmp_path, torch_state):
@@ -100,3 +112,54 @@ def test_compare_with_two_workers_matches_one_and_resumes_after_a_kill(tmp_path)
     board = lambda text: {(r["method"], r["task"]): r["metrics"] for r in json.loads(text)["rows"]}  # noqa: E731
     assert board(resumed.stdout) == board(serial.stdout)
     assert len(list(killed.glob("*.json"))) == 4
+
+
+def test_a_local_ray_run_starts_its_own_instance_beside_a_running_one(tmp_path, monkeypatch):
+    """`--executor ray` without `--address` never joins (or trips over) a Ray instance already running here."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import tempfile
+    import time
+    from pathlib import Path
+
+    ray = pytest.importorskip("ray")
+    if shutil.which("ray") is None:
+        pytest.skip("the ray command is not installed")
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    short = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # Ray's socket paths must stay short
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")  # what made ray.init join it (and refuse num_cpus)
+    head = subprocess.Popen(["ray", "start", "--head", "--block", "--port", str(port), "--num-cpus", "1",
+                             "--include-dashboard=false"],
+                            env={**os.environ, "RAY_TMPDIR": str(short)}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(short.glob("**/session_latest")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert head.poll() is None, "ray start failed"
+        records = list(RayExecutor(WorkerOptions(str(tmp_path / "out")), num_cpus=1).run(_jobs()[:1]))
+    finally:
+        ray.shutdown()
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+        shutil.rmtree(short, ignore_errors=True)
+    assert [r.status for r in records] == ["ok"]
+
+
+def test_a_ray_that_cannot_start_is_one_line(tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    from uqbench.errors import BadConfig
+
+    def refuse(**kwargs):
+        raise RuntimeError("Failed to start the GCS server.\nSee the log.")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(BadConfig, match=r"^--executor ray: starting a local Ray instance failed \(RuntimeError: "
+                                        r"Failed to start the GCS server\. See the log\.\)$"):
+        list(RayExecutor(WorkerOptions(str(tmp_path))).run(_jobs()[:1]))

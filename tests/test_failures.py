@@ -71,7 +71,7 @@ def test_compare_exits_1_when_a_run_failed_and_retries_it_next_time(cli, tmp_pat
     assert first.exit_code == 1 and "failed in fit: NonFiniteLoss" in first.stderr
     again = cli(*args)
     assert again.exit_code == 1 and "1 of 1 planned runs are in" in again.stderr
-    assert "(1 of them failed or without saved predictions: running them again); running 1" in again.stderr
+    assert "(running again: 1 failed); running 1" in again.stderr
     kept = cli(*args, "--no-retry")
     assert kept.exit_code == 0 and "running 0" in kept.stderr
     assert json.loads(next(tmp_path.glob("*.json")).read_text())["status"] == "failed"

@@ -119,9 +119,13 @@ def list_(
     with user_errors():
         columns, rows, broken = list_rows(what, verbose)
         _check_format(fmt)
-        from uqbench.report import emit
+        from uqbench.report import emit, long_layout
 
-        emit(_stdout(), columns, rows, fmt)  # type: ignore[arg-type]
+        console = _stdout()
+        if verbose and fmt == "table":  # every hyperparameter: blocks, readable at 80 columns and in a pipe
+            console.file.write(long_layout(columns, rows, console.width))
+        else:
+            emit(console, columns, rows, fmt)  # type: ignore[arg-type]
         for line in broken:
             typer.echo(f"unavailable plugin: {line}", err=True)
 
@@ -202,6 +206,7 @@ def run(
         if dry_run:
             _print_dry_run(the_plan, "json" if as_json else "table")
             return
+        the_plan.prepare()  # data first: missing data must not leave an empty results folder behind
         ensure_writable(out)
         _note_problems(err, ResultStore(out, quarantine=True), the_plan)
         progress = make_progress(err, quiet or as_json)
@@ -322,7 +327,7 @@ def _print_dry_run(the_plan, fmt: str) -> None:
 def _run_plan(the_plan, store, options, parallel: tuple[int, str, str | None], quiet: bool) -> list:
     """Run what the store lacks; returns the records made now (Ctrl-C: exit 130, finished runs kept)."""
     from uqbench.compare import PlanDisplay, make_executor, pending, run_specs
-    from uqbench.runner import Runner
+    from uqbench.runner import Runner, wanted
 
     err = _stderr()
     ensure_writable(store.root)
@@ -331,12 +336,14 @@ def _run_plan(the_plan, store, options, parallel: tuple[int, str, str | None], q
     options.progress = display
     executor = make_executor(Runner(options), *parallel)
     if not quiet:
-        stored = sum(store.get(spec.id) is not None for spec in the_plan.specs)
-        again = stored - (len(the_plan.specs) - len(todo))
-        why = "forced" if options.force else "failed or without saved predictions"
-        redo = f" ({again} of them {why}: running them again)" if again else ""
-        err.print(f"{stored} of {len(the_plan.specs)} planned runs are in {str(store.root)!r}{redo}; running "
-                  f"{len(todo)}", highlight=False, markup=False)
+        held = [r for r in (store.get(spec.id) for spec in the_plan.specs) if r is not None]
+        again = [r for r in held if wanted(r, options, options.save_predictions)]
+        reasons = {"forced": len(again)} if options.force else {
+            "failed": sum(r.status == "failed" for r in again),
+            "without saved predictions (the same run again, to save them)": sum(r.status == "ok" for r in again)}
+        redo = "; ".join(f"{n} {why}" for why, n in reasons.items() if n)
+        err.print(f"{len(held)} of {len(the_plan.specs)} planned runs are in {str(store.root)!r}"
+                  f"{f' (running again: {redo})' if redo else ''}; running {len(todo)}", highlight=False, markup=False)
     try:
         with terminate_as_interrupt():
             outcome = run_specs(todo, executor, store, display)

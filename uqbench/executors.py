@@ -230,8 +230,7 @@ class RayExecutor:
 
             raise BadConfig("--executor ray needs Ray: pip install 'uqbench[ray]'") from None
         if not ray.is_initialized():
-            kwargs = {"num_cpus": self.num_cpus} if self.address is None else {}
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False, **kwargs)
+            self._init(ray)
         remote = ray.remote(execute_spec)
         pending = {remote.options(**self.resources(spec)).remote(spec, self.options): spec for spec in specs}
         try:
@@ -245,6 +244,22 @@ class RayExecutor:
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
+
+
+    def _init(self, ray) -> None:
+        """Start a local instance of our own (never joining one already running on this machine, nor a stale
+        session's: `address="local"`), or join `address`; any failure is one BadConfig line."""
+        from uqbench.errors import BadConfig
+
+        local = self.address is None
+        kwargs = {"num_cpus": self.num_cpus} if local else {}
+        try:
+            ray.init(address="local" if local else self.address, include_dashboard=False, log_to_driver=False,
+                     **kwargs)
+        except Exception as exc:  # Ray raises ConnectionError, ValueError, RuntimeError, its own errors...
+            where = "starting a local Ray instance" if local else f"joining the Ray cluster at {self.address!r}"
+            reason = " ".join(str(exc).split())[:300]
+            raise BadConfig(f"--executor ray: {where} failed ({type(exc).__name__}: {reason})") from None
 
 
 def error_record(spec: RunSpec, exc: BaseException) -> RunRecord:

@@ -51,6 +51,21 @@ def emit(console: Console, columns: list[str], rows: list[list[Any]], fmt: Forma
         console.print(out)
 
 
+def long_layout(columns: list[str], rows: list[list[Any]], width: int) -> str:
+    """Rows as blocks instead of a table, for listings too wide to read as one at `width` columns: the first
+    cell as a heading, then one `column: value` line per other cell, wrapped and indented."""
+    import textwrap
+
+    blocks = []
+    for row in rows:
+        lines = [str(row[0])]
+        for column, cell in zip(columns[1:], row[1:]):
+            lines += textwrap.wrap(f"{column}: {cell}", width=max(width, 40), initial_indent="  ",
+                                   subsequent_indent="      ", break_on_hyphens=False)
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
 def mean_se_cell(mean: float, se: float, n: int, digits: int = 4) -> str:
     """'0.1234 ± 0.0012' (or just the mean for a single run)."""
     return f"{mean:.{digits}f}" if n < 2 else f"{mean:.{digits}f} ± {se:.{digits}f}"

@@ -198,3 +198,22 @@ def test_unknown_metric_is_refused_after_the_runs_are_kept(cli, tmp_path):
     result = cli("compare", "--tasks", "two-moons", "--methods", "map", "--seeds", "1", *SMALL, "--out", tmp_path, "--metric", "rmse", "-q")
     assert result.exit_code == 2 and "--metric 'rmse': no run of this comparison reports it" in result.stderr
     assert len(list(tmp_path.glob("*.json"))) == 1
+
+
+def test_asking_for_predictions_later_reruns_the_same_runs_and_says_why(cli, tmp_path):
+    """`--save-predictions` does not change a run's identity: the stored runs are run again (to save their
+    predictions), the message says so, and the records' metrics are the same as before."""
+    import json
+
+    first = cli("compare", *TINY, "--out", tmp_path)
+    assert first.exit_code == 0, first.output
+    before = {p.name: json.loads(p.read_text())["metrics"] for p in tmp_path.glob("*.json")}
+    second = cli("compare", *TINY, "--out", tmp_path, "--save-predictions")
+    assert second.exit_code == 0, second.output
+    n = len(before)
+    assert (f"{n} of {n} planned runs are in {str(tmp_path)!r} (running again: {n} without saved predictions "
+            f"(the same run again, to save them)); running {n}") in second.stderr
+    after = {p.name: json.loads(p.read_text())["metrics"] for p in tmp_path.glob("*.json")}
+    assert after == before and len(list(tmp_path.glob("*.npz"))) == n
+    third = cli("compare", *TINY, "--out", tmp_path, "--save-predictions")
+    assert f"{n} of {n} planned runs are in {str(tmp_path)!r}; running 0" in third.stderr

@@ -182,3 +182,20 @@ def test_a_plugin_that_loads_but_cannot_describe_itself_is_reported_not_a_traceb
     assert listed.exit_code == 0 and "map" in listed.stdout and "mute" not in listed.stdout
     assert listed.stderr == ("unavailable plugin: mute (uqbench-fake==0.3.1): error: describing it failed: "
                              "RuntimeError: no docs\n")
+
+
+def test_verbose_listings_are_blocks_that_fit_80_columns(cli, monkeypatch):
+    import dataclasses
+
+    from uqbench.methods import methods
+
+    monkeypatch.setenv("COLUMNS", "80")
+    result = cli("list", "methods", "-v")
+    assert result.exit_code == 0
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    for name in methods.builtins():
+        assert f"\n{name}\n" in f"\n{result.stdout}"
+        for field in dataclasses.fields(methods.get(name).Config):
+            assert f"{field.name}=" in result.stdout.replace("\n      ", " ")
+    tasks = cli("list", "tasks", "-v")
+    assert tasks.exit_code == 0 and max(len(line) for line in tasks.stdout.splitlines()) <= 80

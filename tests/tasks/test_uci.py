@@ -203,6 +203,16 @@ def test_download_of_a_missing_file_names_the_http_status(
         task(None).load(seed=0, split=1)
 
 
+def test_a_failed_download_leaves_no_empty_folders(
+    server: str, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(datasets.ENV_VAR, str(tmp_path / "cache"))
+    (tiny / FOLDER / "data.txt").unlink()
+    with pytest.raises(DataError, match=r"data\.txt is missing and downloading .* failed \(HTTP 404\)"):
+        task(None).load(seed=0, split=0)
+    assert not (tmp_path / "cache").exists()
+
+
 def test_fetch_rejects_a_file_the_card_does_not_list(tiny: Path) -> None:
     with pytest.raises(ValueError, match="not listed"):
         fetch(uci.load_card("uci-yacht"), "n_splits.txt", tiny)
@@ -220,6 +230,7 @@ def test_cli_offline_without_data_is_one_line_and_exit_2(
     missing = tmp_path / "empty" / FOLDER / "data.txt"
     assert len(lines) == 1 and lines[0].startswith(f"error: uci-yacht: {missing} is missing and downloading")
     assert "UQBENCH_DATA" in lines[0] and "--data-dir" in lines[0] and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists() and not (tmp_path / "empty").exists()  # nothing left behind
 
 
 def test_data_root_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

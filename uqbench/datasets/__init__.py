@@ -174,12 +174,27 @@ def _verify(card: DatasetCard, filename: str, path: Path) -> None:
         )
 
 
+@contextlib.contextmanager
+def tidy_on_failure(folder: Path) -> Iterator[None]:
+    """If the body raises, remove the folders on the way to `folder` that it created and left empty (a failed
+    download must not leave an empty cache tree behind)."""
+    folder = Path(folder).absolute()
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        for path in missing:  # deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only when empty
+        raise
+
+
 def _download(card: DatasetCard, filename: str, root: Path) -> Path:
     import pooch
 
     folder = root / card.folder
     try:
-        with _quiet(pooch.get_logger()):
+        with _quiet(pooch.get_logger()), tidy_on_failure(folder):
             path = pooch.retrieve(
                 card.url(filename),
                 known_hash=f"sha256:{card.files[filename]}",

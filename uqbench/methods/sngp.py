@@ -39,6 +39,7 @@ from uqbench.models.network import Network
 from uqbench.models.spectral import freeze_spectral_norm
 from uqbench.prediction import Prediction
 from uqbench.tasks.base import TaskData
+from uqbench.training import torch_threads
 
 
 def orthogonal_random_features(in_dim: int, n_features: int) -> Tensor:
@@ -46,13 +47,18 @@ def orthogonal_random_features(in_dim: int, n_features: int) -> Tensor:
 
     Orthogonal random features (Yu et al. 2016): Haar-random orthonormal blocks, each column rescaled by an
     independent chi(in_dim) length, so every column is marginally standard normal. Draws from the global RNG.
+
+    The QR factorisation runs in float64 on one thread: LAPACK's blocked QR splits its work by thread, and on
+    float32 its last bits (up to 1e-4 here) changed with the thread count, hence the whole training run.
     """
     n_blocks = -(-n_features // in_dim)
-    q, r = torch.linalg.qr(torch.randn(n_blocks, in_dim, in_dim))
+    gaussian = torch.randn(n_blocks, in_dim, in_dim).double()
+    with torch_threads(1):
+        q, r = torch.linalg.qr(gaussian)
     q = q * torch.sign(torch.diagonal(r, dim1=1, dim2=2))[:, None, :]  # makes each block Haar-distributed
     directions = q.permute(1, 0, 2).reshape(in_dim, n_blocks * in_dim)[:, :n_features]
     lengths = torch.randn(in_dim, n_features).norm(dim=0)
-    return directions * lengths
+    return (directions * lengths).float()
 
 
 class RandomFeatureGP(nn.Module):

@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from uqbench import safe_pickle
 from uqbench.config import AT_LEAST_ONE, Checked
-from uqbench.datasets import data_root, file_md5, file_sha256
+from uqbench.datasets import data_root, file_md5, file_sha256, tidy_on_failure
 from uqbench.errors import DataError
 from uqbench.models import BackboneConfig
 from uqbench.tasks.base import Split, Task, TaskData, tasks
@@ -197,7 +197,8 @@ def download(name: str, root: Path, fetch: Callable[[], object], hint: str) -> N
     `hint` says what a data root must hold and where to get it (see `Source.hint`).
     """
     try:
-        fetch()
+        with tidy_on_failure(root):
+            fetch()
     except DOWNLOAD_ERRORS as exc:
         reason = str(getattr(exc, "reason", "") or exc).strip().splitlines()[0]
         raise DataError(
