@@ -103,3 +103,13 @@ def test_uqbench_does_not_write_through_a_linked_folder(tmp_path):
     with pytest.raises(DataError, match="a symbolic link where uqbench keeps its own folder"):
         subdir(tmp_path / "store", "artifacts")
     assert subdir(tmp_path / "store", "plots", "two-moons").is_dir()
+
+
+def test_a_folder_at_a_files_name_or_a_file_at_a_folders_name_is_refused(tmp_path):
+    (tmp_path / "0123456789abcdef.npz").mkdir()
+    with pytest.raises(DataError, match="a folder where uqbench writes a file"):
+        write_atomic(tmp_path / "0123456789abcdef.npz", b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0123456789abcdef.npz"]  # no temporary left
+    (tmp_path / "artifacts").write_text("not a folder")
+    with pytest.raises(DataError, match="a file where uqbench keeps its own folder"):
+        subdir(tmp_path, "artifacts")

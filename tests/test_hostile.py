@@ -489,6 +489,7 @@ USAGE = [
     bad("unknown task, 10 kB", ("run", "map", "--task", "{big}", "--out", "{store}"), r"unknown task 'x+'\. Available: .*"),
     bad("compare --jobs 0", (*COMPARE, "--jobs", "0"), r"--jobs 0: must be at least 1"),
     bad("compare --jobs 0 --dry-run", (*COMPARE, "--jobs", "0", "--dry-run"), r"--jobs 0: must be at least 1"),
+    bad("compare --exclude everything", (*COMPARE, "--exclude", "map"), r"--exclude map: leaves no method to run$"),
     bad("reproduce --jobs 0", ("reproduce", "gal2016", "--jobs", "0", "--no-run", "--out", "{store}"),
         r"--jobs 0: must be at least 1"),
     bad("compare --executor slurm --dry-run", (*COMPARE, "--executor", "slurm", "--dry-run"),
@@ -769,7 +770,8 @@ PATHS = [
         _chain(corrupt("empty"), lambda c: (c.store / QUARANTINE).symlink_to(c.outside))),
     bad("compare: quarantine is a file", COMPARE,
         r"{record}: not valid JSON \(Expecting value: line 1 column 1\); its run would replace it, and it cannot be "
-        r"moved into {store}/quarantine \(File exists\): move it away, then run again",
+        r"moved into {store}/quarantine \({store}/quarantine: a file where uqbench keeps its own folder \(remove or "
+        r"rename it\)\): move it away, then run again",
         _chain(corrupt("empty"), lambda c: (c.store / QUARANTINE).write_text("a file\n"))),
     Row("run --out holding markup", RUN, 0, (
         r"map on two-moons, seed 0: ok, already in the store \(use --force to re-run\) -> {record}",

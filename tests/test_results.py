@@ -91,6 +91,8 @@ CORRUPT = {  # what is written at a record's name -> what the store reports
     "predictions outside": (lambda d: json.dumps({**d, "predictions": "../../etc/passwd"}).encode(), "predictions '../../etc/passwd'"),
     "non-UTF-8": (lambda d: b"\xff\xfe{}", "not UTF-8 text"),
     "deeply nested": (lambda d: b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+    "a 5000-digit integer": (lambda d: json.dumps(d).replace('"seed": 0', '"seed": ' + "9" * 5000).encode(),
+                             "not valid JSON (Exceeds the limit"),
 }
 
 

@@ -95,7 +95,8 @@ class ArtifactCache:
 
 
 def _fits(module: nn.Module, state: dict) -> bool:
-    """Whether `state` holds exactly the module's tensors with their shapes (else the stored file is not its)."""
+    """Whether `state` holds exactly the module's tensors, shapes and dtypes (else the stored file is not its)."""
     own = module.state_dict()
     return own.keys() == state.keys() and all(
-        isinstance(state[k], torch.Tensor) and state[k].shape == v.shape for k, v in own.items())
+        isinstance(state[k], torch.Tensor) and state[k].shape == v.shape and state[k].dtype == v.dtype
+        for k, v in own.items())

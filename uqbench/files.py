@@ -35,6 +35,8 @@ def write_atomic(path: Path, content: str | bytes | Callable[[IO[bytes]], object
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir() and not path.is_symlink():
+        raise DataError(f"{path}: a folder where uqbench writes a file (remove or rename it)")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, FILE_MODE)
@@ -77,14 +79,19 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
 
 
 def subdir(root: Path, *parts: str) -> Path:
-    """`root/parts...`, created as needed; DataError when one of the parts is a link (a store from
+    """`root/parts...`, created as needed; DataError when one of the parts is a link, a file or cannot be made (a store from
     elsewhere could hold `artifacts -> /somewhere`, and uqbench writes only inside the directories it was given)."""
     path = Path(root)
     for part in parts:
         path = path / part
         if path.is_symlink():
             raise DataError(f"{path}: a symbolic link where uqbench keeps its own folder; not followed (remove it)")
-        path.mkdir(parents=True, exist_ok=True)
+        if path.exists() and not path.is_dir():
+            raise DataError(f"{path}: a file where uqbench keeps its own folder (remove or rename it)")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"{path}: cannot create this folder ({exc.strerror or exc})") from None
     return path
 
 

@@ -242,6 +242,9 @@ def bands(runs: Runs, data_dir: Path | None = None):
     data = _reload(first, data_dir)
     if data.in_shape != (1,):
         return None
+    if len(arrays["mean"]) != len(data.test):
+        raise DataError(f"{first.predictions}: {len(arrays['mean'])} predictions, but the run's test set has "
+                        f"{len(data.test)} inputs: not this run's predictions")
     xs, means, variances = [data.test.x[:, 0].numpy()], [arrays["mean"][:, 0]], [arrays["var"][:, 0]]
     for name, x in data.ood.items():
         if f"ood_{name}_mean" in arrays:

@@ -180,6 +180,10 @@ def parse_record(text: str) -> RunRecord:
         raise Unreadable(f"not valid JSON ({exc.msg}: line {exc.lineno} column {exc.colno})") from None
     except RecursionError:
         raise Unreadable("nested too deeply") from None
+    except Unreadable:
+        raise
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise Unreadable(f"not valid JSON ({' '.join(str(exc).split())[:80]})") from None
     if not isinstance(data, dict):
         kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(data), "number")
         raise Unreadable(f"a JSON {kind}, not a record")

@@ -200,6 +200,8 @@ def method_names(selection: tuple[str, ...] | str, exclude: Iterable[str] = (),
     from uqbench.errors import PluginError
     from uqbench.methods import methods
 
+    exclude = tuple(exclude)
+
     def usable(name: str) -> bool:
         try:
             return not _reference(name)
@@ -222,7 +224,10 @@ def method_names(selection: tuple[str, ...] | str, exclude: Iterable[str] = (),
         return list(dict.fromkeys(out))
 
     dropped = set(expand(exclude))
-    return [n for n in expand([selection] if isinstance(selection, str) else selection) if n not in dropped]
+    kept = [n for n in expand([selection] if isinstance(selection, str) else selection) if n not in dropped]
+    if not kept:
+        raise BadConfig(f"--exclude {', '.join(exclude)}: leaves no method to run")
+    return kept
 
 
 def _reference(name: str) -> bool:

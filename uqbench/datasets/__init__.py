@@ -203,7 +203,7 @@ def _download(card: DatasetCard, filename: str, root: Path) -> Path:
                 progressbar=False,
                 downloader=pooch.HTTPDownloader(timeout=DOWNLOAD_TIMEOUT_S),
             )
-    except (OSError, ValueError) as exc:  # network errors are OSErrors; a checksum mismatch is a ValueError
+    except (OSError, ValueError, RuntimeError) as exc:  # network: OSError; checksum: ValueError; a link loop: RuntimeError
         state = "has a different sha256" if (folder / filename).is_file() else "is missing"
         raise DataError(
             f"{card.name}: {folder / filename} {state} and downloading {card.url(filename)} failed "
