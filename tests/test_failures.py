@@ -3,10 +3,13 @@ failure ('failed') is stored and tried again by default; the same for every exec
 
 from __future__ import annotations
 
+import io
+
 import json
 import shutil
 
 import pytest
+from rich.console import Console
 from image_files import write_mnist_like
 
 from uqbench.compare import PlanDisplay, pending, run_specs
@@ -40,7 +43,7 @@ def test_errors_are_not_stored_and_failures_are_retried(tmp_path, executor):
     the_plan = Plan(specs)
     options = RunOptions(out=tmp_path / "out", data_dir=root)
     store = ResultStore(options.out)
-    display = PlanDisplay(None, quiet=True)  # type: ignore[arg-type]
+    display = PlanDisplay(Console(file=io.StringIO()), quiet=True)
     test_images = root / "fashion-mnist" / "t10k-images-idx3-ubyte"
     hidden = tmp_path / "hidden"
     shutil.move(test_images, hidden)  # the test set, gone after planning

@@ -4,6 +4,8 @@ the plan, and the exit code says what happened."""
 
 from __future__ import annotations
 
+import io
+
 import json
 import os
 import signal
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from uqbench.compare import PlanDisplay, pending, run_specs
 from uqbench.executors import ProcessPool, WorkerOptions
@@ -131,7 +134,7 @@ def test_a_killed_worker_loses_only_its_run(tmp_path):
 
     killer = threading.Thread(target=kill_one_worker_when_running, daemon=True)
     killer.start()
-    records = run_specs(specs, pool, store, PlanDisplay(None, quiet=True))  # type: ignore[arg-type]
+    records = run_specs(specs, pool, store, PlanDisplay(Console(file=io.StringIO()), quiet=True))  # type: ignore[arg-type]
     killer.join(timeout=1)
     statuses = sorted(r.status for r in records)
     assert statuses == ["error", "ok", "ok", "ok"], [(r.status, r.error) for r in records]

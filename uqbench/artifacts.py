@@ -95,8 +95,9 @@ class ArtifactCache:
 
 
 def _fits(module: nn.Module, state: dict) -> bool:
-    """Whether `state` holds exactly the module's tensors, shapes and dtypes (else the stored file is not its)."""
+    """Whether `state` holds exactly the module's tensors, shapes and dtypes, all finite (else the stored file is
+    not its, or is corrupt)."""
     own = module.state_dict()
     return own.keys() == state.keys() and all(
         isinstance(state[k], torch.Tensor) and state[k].shape == v.shape and state[k].dtype == v.dtype
-        for k, v in own.items())
+        and (not state[k].is_floating_point() or bool(torch.isfinite(state[k]).all())) for k, v in own.items())

@@ -305,8 +305,8 @@ def compare(
         records = plan_records(the_plan, store)
         _print_notes(err, store)
         if not records:
-            raise DataError(f"the store {str(out)!r} holds none of the {len(the_plan.specs)} planned runs; "
-                            "run without --no-run")
+            hint = "run without --no-run" if no_run else "no planned run finished: see the errors above"
+            raise DataError(f"the store {str(out)!r} holds none of the {len(the_plan.specs)} planned runs; {hint}")
         board = build(records, tuple(metric) if metric else None, the_plan.expected(), all_metrics=fmt == "json")
     _print_board(board, fmt)
     if any(r.status != "ok" for r in outcome):

@@ -140,7 +140,7 @@ class PlanDisplay:
         self.errors += record.status == "error"
         if self._progress is not None:
             self._progress.update(self._plan_task, advance=1, status=self._status())
-        if self.quiet:
+        if self.quiet and record.status == "ok":  # quiet hides progress, never a run that did not succeed
             return
         key = record.key
         what = f"[{self.done}/{self.total}] {key.method} on {key.task}, seed {key.seed} split {key.split}"

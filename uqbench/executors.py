@@ -190,7 +190,10 @@ def _serve(conn, options: WorkerOptions, driver: int) -> None:
             record = execute_spec(spec, options)
         except BaseException as exc:  # a plugin's SystemExit, say: this run fails, the worker goes on
             record = error_record(spec, exc)
-        conn.send(record)
+        try:
+            conn.send(record)
+        except OSError:  # the driver is gone (killed): nobody to tell, and nothing to print
+            return
 
 
 def _exit_without(driver: int, every_s: float = 0.5) -> None:

@@ -82,7 +82,7 @@ def wanted(record: RunRecord | None, options: RunOptions, need_predictions: bool
         return True
     if record.status == "failed":
         return options.retry
-    return need_predictions and record.predictions is None
+    return need_predictions and (record.predictions is None or not (options.out / record.predictions).is_file())
 
 
 class Runner:

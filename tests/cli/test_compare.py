@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import json
 
 import pytest
+from rich.console import Console
 
 from uqbench import compare as compare_mod
 from uqbench.compare import PlanDisplay, pending, run_specs
@@ -90,7 +93,7 @@ def test_run_specs_writes_each_record_as_it_arrives(tmp_path):
     options = RunOptions(out=tmp_path)
     executor = StopAfter(Runner(options), 1)
     with pytest.raises(KeyboardInterrupt):
-        run_specs(the_plan.specs, executor, store, PlanDisplay(None, quiet=True))  # type: ignore[arg-type]
+        run_specs(the_plan.specs, executor, store, PlanDisplay(Console(file=io.StringIO()), quiet=True))  # type: ignore[arg-type]
     assert [store.has(spec.key()) for spec in the_plan.specs] == [True, False, False]
     assert pending(the_plan, store, options) == the_plan.specs[1:]
 
