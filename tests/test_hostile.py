@@ -461,6 +461,20 @@ OPTION_VALUES = [
                           r"method or task name; methods: .*"),
     recipe("{big}=1", r"--set x+=1: no planned run has a key 'x+' \(methods: map; tasks: two-moons\); .*"),
     bad("--epochs 0", (*RUN, "--epochs", "0"), r"--epochs 0: 'epochs' of the training recipe must be at least 1; got 0"),
+    # scoped to a method or task outside the plan: not run, but still checked
+    bad("out-of-plan mc-dropout.p=5", (*NO_RUN, "--set", "mc-dropout.p=5"),
+        r"--set mc-dropout\.p=5: 'p' of method 'mc-dropout' must be in \(0, 1\); got 5\.0"),
+    bad("out-of-plan mc-dropout.p=abc", (*NO_RUN, "--set", "mc-dropout.p=abc"),
+        r"--set mc-dropout\.p=abc: 'p' of method 'mc-dropout' must be a float; got 'abc'"),
+    bad("out-of-plan uci-boston.epochs=0", (*NO_RUN, "--set", "uci-boston.epochs=0"),
+        r"--set uci-boston\.epochs=0: 'epochs' of the training recipe must be at least 1; got 0"),
+    bad("out-of-plan digits.n_test=5", (*NO_RUN, "--set", "digits.n_test=5"),
+        r"--set digits\.n_test=5: 'n_test' of task 'digits' must be in \[10, 1787\]; got 5"),
+    bad("out-of-plan sngp.backbone.width=0", (*NO_RUN, "--set", "sngp.backbone.width=0"),
+        r"--set sngp\.backbone\.width=0: 'width' of the backbone must be at least 1; got 0"),
+    bad("out-of-plan config file mc-dropout.p", (*NO_RUN, "--config", "{cfg}"),
+        r"{cfg}: set\.mc-dropout\.p: 'p' of method 'mc-dropout' must be in \(0, 1\); got 5\.0",
+        cfg("[set.mc-dropout]\np = 5.0\n")),
 ]
 
 USAGE = [
@@ -705,6 +719,12 @@ PLOTS = [
         r"--out '{afile}': not a writable directory \(File exists\)"),
     bad("plot --out unwritable", ("plot", "--results", "{store}", "--out", "{unwritable}"),
         r"--out '{unwritable}': not a writable directory \((Not a directory|Permission denied)\)"),
+    bad("plot --kind bands of classification runs", (*PLOT, "--kind", "bands"),
+        r"no figure of kind bands applies to the saved runs \(tasks: two-moons\): bands needs a regression task with "
+        r"one input \(toy-regression\)"),
+    Row("plot: one run's predictions deleted", PLOT, 0,
+        (r"note: {npz}: missing, so run {s0} \(map on two-moons, seed 0 split 0\) is not drawn \(run it again with "
+         r"--save-predictions to make it\)",), lambda c: c.npz.unlink(), stdout=r"(.*\.png\n)+"),
     bad("plot: no saved predictions", PLOT,
         r"no saved predictions in '{store}': run `uqbench compare --save-predictions` .*",
         lambda c: [p.unlink() for p in c.store.glob("*.npz")]),

@@ -142,6 +142,11 @@ BAD = [
      "reference.method: 'vbll' is not one of the plan's methods (map)"),
     (TINY.format(spread="se", splits=2, rmse="1 ± 1", nll="1 ± 1").replace("nll =", "nlll ="),
      "reference.toy-regression.nlll: unknown metric 'nlll'"),
+    (TINY.format(spread="se", splits=2, rmse="1 ± 1", nll="1 ± 1").replace("rmse =", "accuracy ="),
+     "reference.toy-regression.accuracy: task 'toy-regression' (regression) does not report 'accuracy'; it reports: "
+     "rmse, mae, nll"),
+    (TINY.format(spread="se", splits=2, rmse="1 ± 1", nll="1 ± 1").replace("rmse =", "'ood.moon.auroc' ="),
+     "reference.toy-regression.ood.moon.auroc: task 'toy-regression' (regression) does not report 'ood.moon.auroc'"),
     (TINY.format(spread="se", splits=2, rmse="1 ± 1", nll="1 ± 1").replace("version = 1", "version = 'one'"),
      "protocol.version: expected a positive integer; got 'one'"),
     (TINY.format(spread="se", splits=2, rmse="1 ± 1", nll="1 ± 1").replace("[set]\nepochs = 2", "[set]\nepochs = -2"),
@@ -180,6 +185,12 @@ def test_reproduce_runs_what_is_missing_and_exits_by_the_verdict(cli, tmp_path):
     assert "tiny (v1): 2 of 2 cells within 2 combined s.e." in again.stdout
     subset = cli("reproduce", path, "--out", out, "--datasets", "toy-regression", "--no-run")
     assert subset.exit_code == 0
+    sorted(out.glob("*.json"))[0].unlink()  # a seed's record gone: the cells are short of a run, not within
+    short = cli("reproduce", path, "--out", out, "--no-run", "--format", "json")
+    assert short.exit_code == 1, short.output
+    cells = {c["metric"]: c for c in json.loads(short.stdout)["cells"]}
+    assert cells["rmse"]["missing"] == cells["nll"]["missing"] == 1 and cells["rmse"]["within"] is False
+    assert "✗ (1 run missing)" in cli("reproduce", path, "--out", out, "--no-run", "--format", "markdown").stdout
     bad = cli("reproduce", path, "--out", out, "--datasets", "yacht")
     assert bad.exit_code == 2 and "--datasets 'yacht': protocol 'tiny' has no such dataset" in bad.stderr
 

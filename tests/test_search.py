@@ -76,6 +76,20 @@ def test_grid_axes_are_scoped_checked_and_typed(cli, tmp_path):
     path.write_text(SEARCH.replace('metric = "rmse"', 'metric = "rmsee"'))
     result = cli("run", "--config", path, "--dry-run", "--json")
     assert result.exit_code == 2 and "search.metric: unknown metric 'rmsee'. Did you mean 'rmse'?" in result.stderr
+    path.write_text(SEARCH.replace('metric = "rmse"', 'metric = "accuracy"'))
+    result = cli("run", "--config", path, "--dry-run", "--json")
+    assert result.exit_code == 2 and ("search.metric: task 'toy-regression' (regression) does not report 'accuracy'; "
+                                      "it reports: rmse") in result.stderr
+
+
+def test_a_validation_part_that_leaves_no_rows_is_refused_before_any_run(cli, tmp_path):
+    path = tmp_path / "exp.toml"
+    path.write_text(SEARCH.replace("lr = 0.01", "lr = 0.01\nn_train = 3").replace("fraction = 0.25", "fraction = 0.9"))
+    result = cli("run", "--config", path, "--out", tmp_path / "out")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (f"error: {path}: search.fraction: a validation fraction of 0.9 leaves no rows on one side "
+                             "of 3 training rows (task 'toy-regression', split 0, seed 0)\n")
+    assert not list((tmp_path / "out").glob("*.json"))
 
 
 def test_compare_gives_every_method_the_grid_it_can_take(cli, tmp_path):

@@ -2,8 +2,9 @@
 
 An artifact is identified by a name and a key (the run's key without its method — task, data fingerprint,
 recipe, backbone, seed, split, uqbench version — and whatever else the trainer's result depends on); its
-weights are stored as `<dir>/<name>-<hash>.pt` (written atomically, read back with `weights_only=True`; a file
-that is unreadable, not plain weights or of other shapes is trained again and replaced). A forced
+weights are stored as `<dir>/<name>-<hash>.pt` together with its id and key (written atomically, read back with
+`weights_only=True`). A file that is unreadable, not plain weights, of other shapes or dtypes, not finite, or
+stored under another key (a file copied over another's name) is trained again and replaced. A forced
 re-run (`--force`) retrains every artifact it uses that was stored before the command started. Building and training run under their own seeded RNG, and the caller's global RNG state
 is restored afterwards, so a run gives the same result whether the artifact was trained or loaded.
 """
@@ -17,7 +18,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from uqbench.config import content_hash
+from uqbench.config import canonical_json, content_hash
 from uqbench.files import reader, subdir, write_atomic
 from uqbench.training import seeded
 
@@ -55,23 +56,24 @@ class ArtifactCache:
             seed: seeds the global RNG while building and training.
         """
         artifact_id = f"{name}-{content_hash(key)}"
+        label = {"id": artifact_id, "key": canonical_json(key)}
         with seeded(seed):
             module = build()
-            state = self._load(artifact_id)
+            state = self._load(artifact_id, label)
             if state is not None and _fits(module, state):
                 module.load_state_dict(state)
                 module.eval()
                 self.used[artifact_id] = "loaded"
             else:
                 train(module)
-                self._store(artifact_id, module)
+                self._store(artifact_id, label, module)
                 self.used[artifact_id] = "trained"
         return module, artifact_id
 
     def _path(self, artifact_id: str) -> Path | None:
         return None if self.directory is None else self.directory / f"{artifact_id}.pt"
 
-    def _load(self, artifact_id: str) -> dict[str, torch.Tensor] | None:
+    def _load(self, artifact_id: str, label: dict[str, str]) -> dict[str, torch.Tensor] | None:
         if artifact_id in self._memory:
             return self._memory[artifact_id]
         path = self._path(artifact_id)
@@ -80,18 +82,20 @@ class ArtifactCache:
         if self.refresh_since is not None and path.lstat().st_mtime < self.refresh_since:
             return None
         try:  # weights_only: a file holding anything but tensors (a pickled callable, say) is refused unread
-            state = torch.load(reader(path), map_location="cpu", weights_only=True)
+            stored = torch.load(reader(path), map_location="cpu", weights_only=True)
         except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
             return None  # unreadable, truncated, a link or not weights: trained again and replaced
-        return state if isinstance(state, dict) else None
+        if not isinstance(stored, dict) or stored.get("artifact") != label or not isinstance(stored.get("state"), dict):
+            return None  # another artifact's file (or an old or foreign one) under this name
+        return stored["state"]
 
-    def _store(self, artifact_id: str, module: nn.Module) -> None:
+    def _store(self, artifact_id: str, label: dict[str, str], module: nn.Module) -> None:
         state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
         self._memory[artifact_id] = state
         path = self._path(artifact_id)
         if path is not None:
             folder = subdir(path.parent.parent, path.parent.name)  # never through a planted link
-            write_atomic(folder / path.name, lambda fh: torch.save(state, fh))
+            write_atomic(folder / path.name, lambda fh: torch.save({"artifact": label, "state": state}, fh))
 
 
 def _fits(module: nn.Module, state: dict) -> bool:

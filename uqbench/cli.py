@@ -467,7 +467,8 @@ def reproduce(
             the_plan.prepare()
             options = RunOptions(out=out, device=device, data_dir=data_dir, refresh_since=time.time())
             _run_plan(the_plan, store, options, (jobs, executor, address), quiet)
-        cells = rep.compare(proto.reference, plan_records(the_plan, store), list(request.tasks), k)
+        cells = rep.compare(proto.reference, plan_records(the_plan, store), list(request.tasks), k,
+                            planned=the_plan.expected())
         subset = _subset(the_plan, proto, request.seeds)
     if fmt == "json":
         typer.echo(json.dumps(rep.to_json(proto, cells, k, subset), indent=2, allow_nan=False, default=str))
@@ -561,7 +562,7 @@ def plot(
     """Draw reliability diagrams, 1-D regression bands and OOD-score histograms from saved predictions."""
     from uqbench.errors import DataError
     from uqbench.files import subdir
-    from uqbench.plots import KINDS, collect, plot_all
+    from uqbench.plots import KINDS, collect, draw, write
     from uqbench.results import ResultStore
 
     with user_errors():
@@ -571,12 +572,15 @@ def plot(
         task_names, method_names = _names(tasks, "--tasks"), _names(methods, "--methods")
         if not results.is_dir():
             raise DataError(f"--results {str(results)!r}: no such directory")
-        store = ResultStore(results)
-        runs = collect(_selected(store.records(), task_names, method_names, results), results)
+        store, missing = ResultStore(results), []
+        runs = collect(_selected(store.records(), task_names, method_names, results), results, missing)
+        figures = draw(runs, tuple(dict.fromkeys(kind or KINDS)), data_dir)
         target = out or subdir(results, "plots")
         ensure_writable(target)
-        paths = plot_all(runs, target, tuple(kind or KINDS), data_dir)
+        paths = write(figures, target)
     _print_notes(_stderr(), store)
+    for line in missing:
+        _stderr().print(f"note: {one_line(line)}", highlight=False, markup=False)
     for path in paths:
         typer.echo(str(path))
 

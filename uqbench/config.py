@@ -110,17 +110,21 @@ def field_constraints(config_cls: type) -> dict[str, tuple[Interval, ...]]:
 
 def validate(config: Any) -> None:
     """Check every field of a config instance against its type and declared ranges; raises ConstraintError."""
-    cls = type(config)
-    ranges = field_constraints(cls)
-    for name, tp in field_types(cls).items():
-        value = getattr(config, name)
-        if not conforms(tp, value):
-            raise ConstraintError(name, describe_type(tp), value)
-        if value is not None and not isinstance(value, (str, bool)):
-            for interval in ranges.get(name, ()):
-                if not interval.admits(value):
-                    within = " and within the float range" if isinstance(value, int) and not finite(value) else ""
-                    raise ConstraintError(name, interval.describe() + within, value)
+    for name in field_types(type(config)):
+        check_field(type(config), name, getattr(config, name))
+
+
+def check_field(config_cls: type, name: str, value: Any, owner: str | None = None) -> None:
+    """Check one field's value against its type and declared ranges (rules tying fields together aside);
+    raises ConstraintError."""
+    tp = field_types(config_cls)[name]
+    if not conforms(tp, value):
+        raise ConstraintError(name, describe_type(tp), value, owner)
+    if value is not None and not isinstance(value, (str, bool)):
+        for interval in field_constraints(config_cls).get(name, ()):
+            if not interval.admits(value):
+                within = " and within the float range" if isinstance(value, int) and not finite(value) else ""
+                raise ConstraintError(name, interval.describe() + within, value, owner)
 
 
 def conforms(tp: Any, value: Any) -> bool:

@@ -43,12 +43,20 @@ class Runs:
         return float(np.mean(values)) if values else None
 
 
-def collect(records: list[RunRecord], results: Path) -> list[Runs]:
-    """Group the successful runs with saved predictions; DataError when there are none."""
+def collect(records: list[RunRecord], results: Path, notes: list[str] | None = None) -> list[Runs]:
+    """Group the successful runs with saved predictions; DataError when there are none. A record whose saved
+    predictions are gone from the store is left out with a line appended to `notes`."""
     groups: dict[tuple[str, str, str], list[RunRecord]] = {}
     for rec in records:
-        if rec.status == "ok" and rec.predictions and (results / rec.predictions).exists():
-            groups.setdefault((rec.key.task, rec.key.method, rec.key.config_id), []).append(rec)
+        if rec.status != "ok" or not rec.predictions:
+            continue
+        if not (results / rec.predictions).exists():
+            if notes is not None:
+                notes.append(f"{results / rec.predictions}: missing, so run {rec.id} ({rec.key.method} on "
+                             f"{rec.key.task}, seed {rec.key.seed} split {rec.key.split}) is not drawn "
+                             "(run it again with --save-predictions to make it)")
+            continue
+        groups.setdefault((rec.key.task, rec.key.method, rec.key.config_id), []).append(rec)
     if not groups:
         raise DataError(
             f"no saved predictions in {str(results)!r}: run `uqbench compare --save-predictions` "
@@ -151,12 +159,26 @@ def _value_problem(arrays: dict[str, np.ndarray]) -> str | None:
     return None
 
 
-def plot_all(runs: list[Runs], out: Path, kinds: tuple[str, ...] = KINDS, data_dir: Path | None = None) -> list[Path]:
-    """Write every figure of `kinds` that applies to each group; returns the written paths.
+APPLIES = {  # what a kind needs, for the message when no run has it
+    "reliability": "saved predictions",
+    "bands": "a regression task with one input (toy-regression)",
+    "ood": "a task with OOD sets",
+}
 
-    Files: `<out>/<task>/<method>-<kind>.png`.
-    """
-    written = []
+
+@dataclass
+class Drawn:
+    """One figure, not yet written: `<task>/<label>-<kind>.png` under the output folder."""
+
+    task: str
+    label: str
+    kind: str
+    figure: object
+
+
+def draw(runs: list[Runs], kinds: tuple[str, ...] = KINDS, data_dir: Path | None = None) -> list[Drawn]:
+    """Every figure of `kinds` that applies to each group; DataError when none does."""
+    drawn = []
     for group in runs:
         figures = {
             "reliability": lambda g=group: reliability(g),
@@ -165,11 +187,22 @@ def plot_all(runs: list[Runs], out: Path, kinds: tuple[str, ...] = KINDS, data_d
         }
         for kind in kinds:
             fig = figures[kind]()
-            if fig is None:
-                continue
-            path = subdir(out, group.task) / f"{group.label}-{kind}.png"
-            write_atomic(path, lambda fh, f=fig: f.savefig(fh, format="png", dpi=110))
-            written.append(path)
+            if fig is not None:
+                drawn.append(Drawn(group.task, group.label, kind, fig))
+    if not drawn:
+        held = ", ".join(sorted({g.task for g in runs}))
+        need = "; ".join(f"{kind} needs {APPLIES[kind]}" for kind in kinds)
+        raise DataError(f"no figure of kind {', '.join(kinds)} applies to the saved runs (tasks: {held}): {need}")
+    return drawn
+
+
+def write(drawn: list[Drawn], out: Path) -> list[Path]:
+    """Write the figures as `<out>/<task>/<label>-<kind>.png`; returns their paths."""
+    written = []
+    for d in drawn:
+        path = subdir(out, d.task) / f"{d.label}-{d.kind}.png"
+        write_atomic(path, lambda fh, f=d.figure: f.savefig(fh, format="png", dpi=110))
+        written.append(path)
     return written
 
 
@@ -305,4 +338,4 @@ def ood_histograms(runs: Runs):
     return fig
 
 
-__all__ = ["KINDS", "Runs", "bands", "collect", "ood_histograms", "plot_all", "reliability"]
+__all__ = ["KINDS", "Drawn", "Runs", "bands", "collect", "draw", "ood_histograms", "reliability", "write"]

@@ -3,7 +3,9 @@
 For every (task, metric) of the reference: uqbench's mean ± standard error over the runs, the published mean ±
 standard error (a printed standard deviation over n splits is divided by sqrt(n), and marked so), and the
 difference measured in combined standard errors, z = d / sqrt(se_uqbench^2 + se_published^2). A cell is within
-tolerance when |z| <= k (default 2).
+tolerance when |z| <= k (default 2) and every planned run of it (each split and seed, on both sides for a
+reference runner) has the metric: a cell short of runs (not run yet, failed, or without the value) is not within,
+whatever its z.
 
 Printed numbers are rounded: "0.10 ± 0.00" stands for a mean in [0.095, 0.105] and a spread below 0.005. So d is
 the distance from uqbench's mean to the nearest end of the printed mean's rounding interval (0 inside it), and
@@ -41,8 +43,10 @@ class Cell:
         published: the reference (None for a metric shown without a verdict).
         from_sd: the published spread was a standard deviation, converted to a standard error.
         rounding: half-width of the published mean's rounding interval (0 for a reference runner).
-        z: difference in combined standard errors (None without both sides); within: |z| <= k.
+        z: difference in combined standard errors (None without both sides); within: |z| <= k with every planned
+            run in.
         shown: the reference as the table shows it: as printed, a standard deviation divided by sqrt(n).
+        missing: planned runs without a value for it (ours, plus the reference runner's); any makes it not within.
     """
 
     task: str
@@ -54,6 +58,7 @@ class Cell:
     z: float | None = None
     within: bool | None = None
     shown: str | None = None
+    missing: int = 0
 
 
 def shown(printed: Printed, spread: str, n: int) -> str:
@@ -104,13 +109,28 @@ def estimates(records: list[RunRecord], method: str, task: str) -> dict[str, Est
     return {key: Estimate(mean, se, n) for key, (mean, se, n) in aggregate(chosen).items()}
 
 
-def compare(reference: Reference, records: list[RunRecord], tasks: list[str], k: float = DEFAULT_K) -> list[Cell]:
-    """Every cell of the comparison, task by task in `tasks` order: the reference's metrics, then `also`."""
+def compare(reference: Reference, records: list[RunRecord], tasks: list[str], k: float = DEFAULT_K,
+            planned: dict[tuple[str, str], int] | None = None) -> list[Cell]:
+    """Every cell of the comparison, task by task in `tasks` order: the reference's metrics, then `also`.
+
+    `planned`: (task, method) -> the number of runs the plan has (`Plan.expected()`); a cell with fewer values on
+    a side is not within tolerance. None: whatever runs `records` hold.
+    """
     cells = []
+
+    def missing(task: str, metric: str, sides: list[tuple[str, dict[str, Estimate]]]) -> int:
+        if planned is None:
+            return 0
+        return sum(max(0, planned.get((task, method), 0) - (e.n if (e := values.get(metric)) else 0))
+                   for method, values in sides)
+
     for task in tasks:
         ours = estimates(records, reference.method, task)
+        sides = [(reference.method, ours)]
         if reference.runner is not None:
-            theirs = {m: (e, 0.0) for m, e in estimates(records, reference.runner, task).items()}
+            runner = estimates(records, reference.runner, task)
+            sides.append((reference.runner, runner))
+            theirs = {m: (e, 0.0) for m, e in runner.items()}
             display = {m: _estimate(e) for m, (e, _) in theirs.items()}
             metrics = [m for m in ("rmse", "nll") if m in theirs or m in ours]
         else:
@@ -121,12 +141,12 @@ def compare(reference: Reference, records: list[RunRecord], tasks: list[str], k:
         for metric in metrics:
             mine, ref = ours.get(metric), theirs.get(metric)
             cell = Cell(task, metric, mine, ref[0] if ref else None, reference.spread == "sd" and reference.runner is None,
-                        ref[1] if ref else 0.0, shown=display.get(metric))
+                        ref[1] if ref else 0.0, shown=display.get(metric), missing=missing(task, metric, sides))
             if mine is not None and ref is not None:
                 z = difference(mine, ref[0], ref[1])
-                cell = replace(cell, z=z, within=abs(z) <= k)
+                cell = replace(cell, z=z, within=abs(z) <= k and not cell.missing)
             cells.append(cell)
-        cells += [Cell(task, m, ours.get(m), None) for m in reference.also]
+        cells += [Cell(task, m, ours.get(m), None, missing=missing(task, m, sides[:1])) for m in reference.also]
     return cells
 
 
@@ -147,6 +167,7 @@ def table(protocol: Protocol, cells: list[Cell], fmt: str, k: float, subset: str
         theirs = c.shown or "—"
         z = "—" if c.z is None else ("∞" if math.isinf(c.z) else f"{c.z:+.1f}")
         mark = "" if c.within is None else ("✓" if c.within else "✗")
+        mark += f" ({c.missing} run{'s' * (c.missing > 1)} missing)" if c.missing else ""
         rows.append([c.task, c.metric, mine, theirs, z, mark])
     compared = [c for c in cells if c.within is not None]
     passed = sum(bool(c.within) for c in compared)

@@ -177,6 +177,7 @@ class Plan:
     skipped: list[str] = field(default_factory=list)  # "sngp on toy-regression: ..." for unsupported pairs
     tasks: dict[str, Any] = field(default_factory=dict)  # task name -> Task instance (for `prepare`)
     splits: dict[str, list[int]] = field(default_factory=dict)  # task name -> planned splits
+    search_source: str = ""  # the file of the request's [search] table, for messages
 
     def expected(self) -> dict[tuple[str, str], int]:
         """(task, method) -> number of planned runs."""
@@ -186,9 +187,20 @@ class Plan:
         return counts
 
     def prepare(self) -> None:
-        """Make every planned split's files available before any run starts (DataError otherwise)."""
+        """Make every planned split's files available before any run starts (DataError otherwise), and check that
+        every search's validation part leaves rows on both sides of each split it cuts (BadConfig otherwise)."""
         for name, task in self.tasks.items():
             task.prepare(self.splits[name])
+        cut: set[tuple[str, int, int, Holdout]] = set()
+        for spec in self.specs:
+            if spec.search is None or (spec.task, spec.seed, spec.split, spec.search.holdout) in cut:
+                continue
+            cut.add((spec.task, spec.seed, spec.split, spec.search.holdout))
+            try:
+                self.tasks[spec.task].load_holdout(spec.seed, spec.split, spec.search.holdout)
+            except BadConfig as exc:
+                raise BadConfig(f"{self.search_source}: search.fraction: {exc} (task {spec.task!r}, split "
+                                f"{spec.split}, seed {spec.seed})") from None
 
 
 def method_names(selection: tuple[str, ...] | str, exclude: Iterable[str] = (),
@@ -248,7 +260,7 @@ def plan(request: Request) -> Plan:
         raise BadConfig(f"--seeds {request.seeds}: must be at least 1" + (f" and at most {MAX_SEEDS}" if request.seeds > 1 else ""))
     if request.splits is not None and request.splits < 1:
         raise BadConfig(f"--splits {request.splits}: must be at least 1")
-    out = Plan([])
+    out = Plan([], search_source=request.search.source if request.search is not None else "")
     names = method_names(request.methods, request.exclude, out.skipped)
     for name in request.tasks:
         tasks.get(name)
@@ -294,12 +306,16 @@ def _check_unused(s: Setting, methods_planned: list[str], tasks_planned: tuple[s
         s.task is not None and s.task not in tasks_planned)
     if outside:
         parts = {
-            "method": [methods.get(m).Config for m in ([s.method] if s.method else methods_planned)],
-            "task": [tasks.get(t).Config for t in ([s.task] if s.task else tasks_planned)],
-            "recipe": [TrainConfig],
-            "backbone": [BackboneConfig],
+            "method": [(f"method {m!r}", methods.get(m).Config) for m in ([s.method] if s.method else methods_planned)],
+            "task": [(f"task {t!r}", tasks.get(t).Config) for t in ([s.task] if s.task else tasks_planned)],
+            "recipe": [("the training recipe", TrainConfig)],
+            "backbone": [("the backbone", BackboneConfig)],
         }
-        if any(s.key in cfgmod.field_types(c) for part, cs in parts.items() if s.part in (None, part) for c in cs):
+        having = [(owner, c) for part, cs in parts.items() if s.part in (None, part) for owner, c in cs
+                  if s.key in cfgmod.field_types(c)]
+        for owner, config_cls in having:  # not run now, but a bad value is still a mistake to report
+            _check_value(s, config_cls, owner)
+        if having:
             return
     scope = [f"method {s.method!r}"] * (s.method is not None) + [f"task {s.task!r}"] * (s.task is not None)
     keys = ""
@@ -314,6 +330,15 @@ def _check_unused(s: Setting, methods_planned: list[str], tasks_planned: tuple[s
         + (f" among the runs of {' on '.join(scope)}" if scope else "")
         + f" (methods: {', '.join(methods_planned)}; tasks: {', '.join(tasks_planned)}){keys}"
     )
+
+
+def _check_value(s: Setting, config_cls: type, owner: str) -> None:
+    """BadConfig naming the setting when its value is not of the field's type or breaks the field's bounds."""
+    value = typed(s, cfgmod.field_types(config_cls)[s.key], owner)
+    try:
+        cfgmod.check_field(config_cls, s.key, value, owner)
+    except cfgmod.ConstraintError as exc:
+        raise BadConfig(f"{s.source}: {exc}") from None
 
 
 def _splits(task: Any, name: str, request: Request) -> list[int]:
@@ -384,6 +409,13 @@ def _search(spec: RunSpec, request: Request, types: dict[str, dict[str, Any]], n
         axes[part, s.key] = values
     if not axes:
         return None
+    from uqbench.metrics import reported
+    from uqbench.tasks import tasks
+
+    task_cls = tasks.get(spec.task)
+    if request.search.metric not in (keys := reported(task_cls.kind, task_cls.ood_sets)):
+        raise BadConfig(f"{request.search.source}: search.metric: task {spec.task!r} ({task_cls.kind}) does not "
+                        f"report {request.search.metric!r}; it reports: {', '.join(keys)}")
     return Search(request.search.metric, request.search.holdout, tuple((p, k, v) for (p, k), v in sorted(axes.items())))
 
 

@@ -119,6 +119,12 @@ def metric_spec(key: str) -> MetricSpec:
     raise KeyError(f"unknown metric {key!r}.{hint} Available: {', '.join(valid)}")
 
 
+def reported(kind: str, ood_sets: tuple[str, ...] = ()) -> list[str]:
+    """The metric keys `evaluate` reports for a task of this kind with these OOD sets."""
+    own = REGRESSION if kind == "regression" else CLASSIFICATION
+    return [*own, *(f"ood.{name}.{metric}" for name in ood_sets for metric in OOD)]
+
+
 def default_ood_score(prediction: Prediction) -> Tensor:
     """The evaluator's OOD score when a predictor has none: 1 - max probability (classification) or the total
     predictive variance summed over outputs (regression). Shape [N], higher = more OOD."""
@@ -175,5 +181,5 @@ def _check_shape(x: Tensor, shape: tuple[int, ...], what: str) -> None:
 
 __all__ = [
     "CLASSIFICATION", "METRICS", "OOD", "REGRESSION", "MetricSpec", "badness", "default_ood_score", "evaluate",
-    "metric_spec",
+    "metric_spec", "reported",
 ]

@@ -175,27 +175,35 @@ def _reference(table: dict[str, Any], path: Path, experiment: Experiment) -> Ref
         splits[task] = n
         values[task] = {}
         for metric, text in ((k, v) for k, v in cells.items() if k != "splits"):
-            _metric(metric, f"{path}: reference.{task}.{metric}")
+            _metric(metric, f"{path}: reference.{task}.{metric}", [task])
             try:
                 values[task][metric] = Printed.parse(text if isinstance(text, str) else "")
             except ValueError:
                 raise BadConfig(f"{path}: reference.{task}.{metric}: expected 'MEAN ± SPREAD' as printed; got "
                                 f"{text!r}") from None
     for metric in also:
-        _metric(metric, f"{path}: reference.also")
+        _metric(metric, f"{path}: reference.also", sorted(tasks))
     runner = table.get("runner")
     if runner is None and not values:
         raise BadConfig(f"{path}: reference: expected printed numbers ([reference.TASK] tables) or a runner")
     return Reference(str(table.get("source", "")), spread, method, runner, tuple(also), values, splits)
 
 
-def _metric(key: str, where: str) -> None:
-    from uqbench.metrics import metric_spec
+def _metric(key: str, where: str, task_names: list[str]) -> None:
+    """BadConfig unless `key` is a metric every one of these tasks reports (its kind's, or an OOD set's it has)."""
+    from uqbench.metrics import metric_spec, reported
+    from uqbench.tasks import tasks
 
     try:
         metric_spec(key)
     except KeyError as exc:
         raise BadConfig(f"{where}: {exc.args[0]}") from None
+    for name in task_names:
+        task_cls = tasks.get(name)
+        keys = reported(task_cls.kind, task_cls.ood_sets)
+        if key not in keys:
+            raise BadConfig(f"{where}: task {name!r} ({task_cls.kind}) does not report {key!r}; it reports: "
+                            f"{', '.join(keys)}")
 
 
 def _only(table: dict[str, Any], keys: tuple[str, ...], name: str, path: Path) -> None:
