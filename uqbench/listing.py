@@ -42,8 +42,9 @@ def _row(what: str, name: str, cls: type, origin: str, verbose: bool) -> list[An
     if what == "methods":
         row = [name, ", ".join(sorted(cls.kinds)), cls.summary(), origin]
     else:
-        task = cls()
-        row = [name, cls.kind, task.size(), str(task.n_splits()), ", ".join(cls.ood_sets) or "-", cls.source, cls.summary()]
+        task, by_data = cls(), isinstance(cls.kind, property)  # a user's file decides kind and OOD sets
+        row = [name, "from the file" if by_data else cls.kind, task.size(), str(task.n_splits()),
+               "from the file" if by_data else ", ".join(cls.ood_sets) or "-", cls.source, cls.summary()]
     if verbose:
         row.append(_config_text(cls.Config) if what == "methods" else _task_text(cls))
     return row

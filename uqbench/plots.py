@@ -8,15 +8,12 @@ mixture's moments), so the regression reliability curve treats each prediction a
 
 from __future__ import annotations
 
-import io
-import math
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from numpy.lib import format as npy
 
+from uqbench import npz
 from uqbench.errors import DataError
 from uqbench.files import read_bytes, subdir, write_atomic
 from uqbench.results import RunRecord
@@ -80,47 +77,21 @@ MAX_PREDICTIONS_BYTES = 4 << 30
 def load_predictions(path: Path) -> dict[str, np.ndarray]:
     """The arrays of a saved-predictions file, checked; DataError naming the file when it is not one.
 
-    Read without following links and without unpickling (`allow_pickle=False`): an object array is refused, and
-    so is an archive whose arrays would take more than MAX_PREDICTIONS_BYTES (judged from their headers before
-    any is read). Expected: `targets` [N] and `score` [N], then `probs` [N, C] or `mean` and `var` [N, D], and
-    per OOD set the same arrays prefixed `ood_<name>_` (see the README), every value finite (probabilities in
-    [0, 1], variances >= 0, class targets in 0 .. C-1).
+    Read without following links and without unpickling (`uqbench.npz.parse`: no object arrays, at most
+    MAX_PREDICTIONS_BYTES judged from the headers). Expected: `targets` [N] and `score` [N], then `probs` [N, C] or
+    `mean` and `var` [N, D], and per OOD set the same arrays prefixed `ood_<name>_` (see the README), every value
+    finite (probabilities in [0, 1], variances >= 0, class targets in 0 .. C-1).
     """
     try:
-        data = read_bytes(path, MAX_PREDICTIONS_BYTES)
-        problem = _archive_problem(data)
-        if problem is None:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
-            problem = _shape_problem(arrays) or _value_problem(arrays)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        arrays = npz.parse(read_bytes(path, MAX_PREDICTIONS_BYTES), MAX_PREDICTIONS_BYTES)
+    except OSError as exc:
         raise DataError(f"{path}: not a saved-predictions file ({type(exc).__name__}: {exc})") from None
+    except npz.NotAnArchive as exc:
+        raise DataError(f"{path}: not a saved-predictions file ({exc})") from None
+    problem = _shape_problem(arrays) or _value_problem(arrays)
     if problem:
         raise DataError(f"{path}: not a saved-predictions file ({problem})")
     return arrays
-
-
-def _archive_problem(data: bytes) -> str | None:
-    """What makes `data` no .npz archive of plain arrays of at most MAX_PREDICTIONS_BYTES (read from the array
-    headers, so a header that claims 8 TB allocates nothing), or None."""
-    if not data.startswith(b"PK"):
-        return "not an .npz (zip) archive"
-    total = 0
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        for member in archive.infolist():
-            with archive.open(member) as fh:
-                version = npy.read_magic(fh)
-                read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-                shape, _, dtype = read_header(fh)
-            if dtype.hasobject:
-                return f"{member.filename}: an array of Python objects (never unpickled)"
-            size = math.prod(shape) * dtype.itemsize
-            if size > member.file_size:
-                return f"{member.filename}: its header declares more data than the archive holds"
-            total += size
-            if total > MAX_PREDICTIONS_BYTES:
-                return f"arrays of more than {MAX_PREDICTIONS_BYTES} bytes"
-    return None
 
 
 def _shape_problem(arrays: dict[str, np.ndarray]) -> str | None:

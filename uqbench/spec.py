@@ -377,22 +377,23 @@ def _resolve_pair(method_name: str, task_name: str, request: Request, used: set[
 
     method_config = build("method", method_cls.Config, overrides["method"])
     method = method_cls(method_config)
-    reason = method.supports(task_cls.kind)
+    task_config = build("task", task_cls.Config, overrides["task"])
+    task = task_cls(task_config, data_dir=request.data_dir)
+    reason = method.supports(task.kind)  # the instance's: a user's file decides its kind
     if reason is not None:
         if request.strict:
-            method.check_kind(task_cls.kind, task_name)
+            method.check_kind(task.kind, task_name)
         return f"{method_name} on {task_name}: {method_name} {reason}"
-    task_config = build("task", task_cls.Config, overrides["task"])
     recipe = build("recipe", TrainConfig, {**cfgmod.to_dict(task_cls.recipe), **overrides["recipe"]})
     backbone = build("backbone", BackboneConfig, _backbone_fields(task_cls.backbone, overrides["backbone"]))
     code = {"uqbench": _version(), "method": methods.origin(method_name), "task": tasks.origin(task_name)}
     spec = RunSpec(method_name, method_config, task_name, task_config, recipe, backbone, 0, 0, {}, code)
     if request.search is not None:
-        spec = dataclasses.replace(spec, search=_search(spec, request, types, named, used))
-    return {"spec": spec, "task": task_cls(task_config, data_dir=request.data_dir)}
+        spec = dataclasses.replace(spec, search=_search(spec, task, request, types, named, used))
+    return {"spec": spec, "task": task}
 
 
-def _search(spec: RunSpec, request: Request, types: dict[str, dict[str, Any]], named: dict[str, str],
+def _search(spec: RunSpec, task: Any, request: Request, types: dict[str, dict[str, Any]], named: dict[str, str],
             used: set[int]) -> Search | None:
     """The pair's grid (the axes it takes, each value typed and checked against its config), or None."""
     assert request.search is not None
@@ -410,11 +411,9 @@ def _search(spec: RunSpec, request: Request, types: dict[str, dict[str, Any]], n
     if not axes:
         return None
     from uqbench.metrics import reported
-    from uqbench.tasks import tasks
 
-    task_cls = tasks.get(spec.task)
-    if request.search.metric not in (keys := reported(task_cls.kind, task_cls.ood_sets)):
-        raise BadConfig(f"{request.search.source}: search.metric: task {spec.task!r} ({task_cls.kind}) does not "
+    if request.search.metric not in (keys := reported(task.kind, task.ood_sets)):
+        raise BadConfig(f"{request.search.source}: search.metric: task {spec.task!r} ({task.kind}) does not "
                         f"report {request.search.metric!r}; it reports: {', '.join(keys)}")
     return Search(request.search.metric, request.search.holdout, tuple((p, k, v) for (p, k), v in sorted(axes.items())))
 

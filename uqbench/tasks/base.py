@@ -88,7 +88,8 @@ class Task(ABC):
     The first line of the class docstring is the one-line description `uqbench list tasks` shows.
 
     Class attributes:
-        kind: 'regression' or 'classification'.
+        kind: 'regression' or 'classification'; a task whose data decides it (a user's file) makes `kind` and
+            `ood_sets` properties, so code that plans runs asks the task instance, never the class.
         Config: the data settings (a `Checked` dataclass, every field defaulted); part of every run's key.
         recipe: the default training recipe of runs on this task.
         backbone: the default backbone of runs on this task.
@@ -154,8 +155,8 @@ class Task(ABC):
 def _check_task(cls: type) -> None:
     if not (isinstance(cls, type) and issubclass(cls, Task)):
         raise ValueError(f"{cls!r} is not a subclass of uqbench.tasks.base.Task")
-    if getattr(cls, "kind", None) not in KINDS:
-        raise ValueError(f"{cls.__name__}.kind must be one of {KINDS}")
+    if not isinstance(getattr(cls, "kind", None), property) and getattr(cls, "kind", None) not in KINDS:
+        raise ValueError(f"{cls.__name__}.kind must be one of {KINDS} (or a property: decided by the data)")
     if not dataclasses.is_dataclass(cls.Config) or not issubclass(cls.Config, Checked):
         raise ValueError(f"{cls.__name__}.Config must be a dataclass extending uqbench.config.Checked")
     if not isinstance(cls.recipe, TrainConfig) or not isinstance(cls.backbone, BackboneConfig):

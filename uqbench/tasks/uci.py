@@ -31,6 +31,7 @@ from uqbench.errors import BadConfig
 from uqbench.models import BackboneConfig
 from uqbench.search import Holdout
 from uqbench.tasks.base import Split, Task, TaskData, tasks
+from uqbench.tasks.scaling import input_scaling
 from uqbench.training import TrainConfig
 
 VBLL_FRACTIONS = (0.72, 0.18, 0.10)  # train, validation, test
@@ -123,7 +124,7 @@ class UCITask(Task):
 
     def _task_data(self, x: np.ndarray, y: np.ndarray, parts: list[np.ndarray], sha256: dict[str, str]) -> TaskData:
         """x [N, F], y [N, 1] in original units; parts: row indices of train (, validation), test."""
-        x_loc, x_scale = _input_scaling(x[parts[0]])
+        x_loc, x_scale = input_scaling(x[parts[0]])
         y_loc, y_scale = y[parts[0]].mean(0), y[parts[0]].std(0)
         splits = [Split(_float((x[i] - x_loc) / x_scale), _float((y[i] - y_loc) / y_scale)) for i in parts]
         return TaskData(
@@ -155,16 +156,6 @@ def _vbll_parts(n: int, seed: int) -> list[np.ndarray]:
     order = np.random.default_rng(seed).permutation(n)
     n_train, n_val, _ = _vbll_sizes(n)
     return [order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]]
-
-
-def _input_scaling(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column mean and standard deviation [F] of the training inputs; scale 1 for constant columns.
-
-    A constant column's computed std is not always exactly 0 (naval has one at 2.5e-13 from rounding), so
-    constancy is tested on the range.
-    """
-    scale = np.where(np.ptp(x_train, axis=0) > 0, x_train.std(0), 1.0)
-    return x_train.mean(0), scale
 
 
 def _float(a: np.ndarray) -> torch.Tensor:
