@@ -27,9 +27,9 @@ def _board(method_b="b", task="two-moons"):
     return build(recs)
 
 
-def _printed(board, width=80, fmt="table", view=View()):
+def _printed(board, width=80, fmt="table", view=None):
     buf = io.StringIO()
-    print_board(Console(file=buf, width=width, soft_wrap=True), board, fmt, view)
+    print_board(Console(file=buf, width=width, soft_wrap=True), board, fmt, view or View())
     return buf.getvalue()
 
 
@@ -142,7 +142,7 @@ def test_latex_escapes_every_name():
     text = _printed(_board(method_b="my_method 50% & co", task="task_#1"), fmt="latex")
     assert r"\caption{task\_\#1 (rank by nll)}" in text
     assert r"my\_method 50\% \& co & \textbf{" in text
-    tabulars = re.findall(r"\\begin\{tabular\}\{(\w+)\}\n(.*?)\\end\{tabular\}", text, re.S)
+    tabulars = re.findall(r"\\begin\{tabular\}\{(\w+)\}\n(.*?)\\end\{tabular\}", text, re.DOTALL)
     assert len(tabulars) == 3
     for spec, body in tabulars:
         rows = [line for line in body.splitlines() if line.endswith(r"\\")]

@@ -3,11 +3,11 @@
 Layouts of the per-task and average-rank tables:
 
 - *wide*: a row per method, a column per metric (then runs, rank and cost): the table to compare methods at a
-  glance, as wide as the number of metrics makes it (some 150 columns for a classification task).
+  glance, as wide as the number of metrics makes it (177 columns for two-moons' five default metrics).
 - *long*: a row per (method, metric), as lm-evaluation-harness prints its results: the method named on its first
   row, the metric with its direction, `mean ± s.e.` with the best in bold and the `≈` mark kept; the runs, rank and
   cost of the method are rows of it too. Its width is that of the longest method name, metric name and value
-  (some 60 columns), whatever the numbers of methods and metrics, so it is the layout that fits 80 columns.
+  (52 columns for two-moons), whatever the numbers of methods and metrics, so it is the layout that fits 80 columns.
   A transposed table (metrics as rows, methods as columns) was the other candidate; it grows by a value column
   (about 19 characters) per method, so three methods already need more than 80 columns.
 - *auto* (the default): wide where the wide table fits the console, long where it does not. Only `--format table`
