@@ -1,6 +1,6 @@
 """The `uqbench` command line: parse, call the runner or the report, print.
 
-stdout carries only results (tables, markdown, csv, json); progress and errors go to stderr. Bad input ends
+stdout carries only results (tables, markdown, csv, json, LaTeX); progress and errors go to stderr. Bad input ends
 with one line `error: ...` on stderr and exit code 2; `run` exits 1 when a run failed (its record is kept).
 """
 
@@ -100,7 +100,7 @@ def user_errors() -> Iterator[None]:
 
 # Options shared by several commands (defined once).
 OutOpt = Annotated[Path, typer.Option("--out", help="Results directory (one JSON record per run).")]
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output format: table, markdown, csv or json.")]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output format: table, markdown, csv, json or latex.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 DataDirOpt = Annotated[
     Optional[Path], typer.Option("--data-dir", help="Read dataset files from this directory (no download).")
@@ -255,6 +255,15 @@ def compare(
     metric: Annotated[
         Optional[list[str]], typer.Option("--metric", help="Metric key or pattern to show, e.g. nll, 'ood.*.auroc' (repeatable).")
     ] = None,
+    columns: Annotated[
+        Optional[str],
+        typer.Option("--columns", help="Comma-separated metric keys or patterns to show as columns, in this order."),
+    ] = None,
+    no_cost: Annotated[bool, typer.Option("--no-cost", help="Leave out the fit s, predict s and params columns.")] = False,
+    layout: Annotated[
+        str, typer.Option("--layout", help="wide (a column per metric), long (a row per method and metric) or auto "
+                          "(wide where it fits the width).")
+    ] = "auto",
     no_run: Annotated[bool, typer.Option("--no-run", help="Run nothing; report what the store holds.")] = False,
     dry_run: DryRunOpt = False,
     force: Annotated[
@@ -275,7 +284,8 @@ def compare(
     from uqbench.errors import DataError
     from uqbench import protocols
     from uqbench.experiment import CommandLine, compare_request
-    from uqbench.leaderboard import build
+    from uqbench.leaderboard import build, provenance
+    from uqbench.leaderboard_output import View, print_board
     from uqbench.results import ResultStore
     from uqbench.runner import RunOptions
     from uqbench.spec import plan
@@ -283,6 +293,7 @@ def compare(
     err = _stderr()
     with user_errors():
         _check_format(fmt)
+        view = View.parse(fmt, columns, no_cost, layout)
         check_parallel(jobs, executor, address)
         file = protocols.experiment(config) if config is not None else None
         line = CommandLine(suite, _names(tasks, "--tasks"), _names(methods, "--methods"), _names(exclude, "--exclude"),
@@ -307,8 +318,11 @@ def compare(
         if not records:
             hint = "run without --no-run" if no_run else "no planned run finished: see the errors above"
             raise DataError(f"the store {str(out)!r} holds none of the {len(the_plan.specs)} planned runs; {hint}")
-        board = build(records, tuple(metric) if metric else None, the_plan.expected(), all_metrics=fmt == "json")
-    _print_board(board, fmt)
+        board = build(records, tuple(metric) if metric else None, the_plan.expected(),
+                      all_metrics=fmt == "json" or view.metrics is not None)
+        view.check(board)
+        board.provenance = provenance(out)
+    print_board(_board_stdout(), board, fmt, view)  # type: ignore[arg-type]
     if any(r.status != "ok" for r in outcome):
         raise typer.Exit(1)
 
@@ -394,29 +408,6 @@ def _print_notes(err: Console, store) -> None:
         err.print(f"note: {one_line(problem)}", highlight=False, markup=False)
 
 
-def _print_board(board, fmt: str) -> None:
-    from uqbench.leaderboard import LEGEND, flat_table, rank_table, task_table
-    from uqbench.report import emit
-
-    console = _wide_stdout()
-    if fmt == "json":
-        typer.echo(json.dumps(board.to_json(), indent=2, allow_nan=False))
-        return
-    if fmt == "csv":
-        emit(console, *flat_table(board), "csv")
-        return
-    for i, task in enumerate(board.tasks()):
-        columns, rows, title = task_table(board, task, fmt)
-        console.file.write("\n" if i and fmt == "markdown" else "")
-        emit(console, columns, rows, fmt, title=title)  # type: ignore[arg-type]
-    if len(board.tasks()) > 1:
-        console.file.write("\n" if fmt == "markdown" else "")
-        emit(console, *rank_table(board), fmt, title="average rank across tasks")  # type: ignore[arg-type]
-    console.file.write(f"\n_{LEGEND}_\n" if fmt == "markdown" else "")
-    if fmt == "table":
-        console.print(LEGEND, style="dim", highlight=False)
-
-
 @app.command()
 def reproduce(
     protocol: Annotated[str, typer.Argument(help="A shipped protocol (see `uqbench list protocols`) or a .toml file.")],
@@ -474,9 +465,10 @@ def reproduce(
         typer.echo(json.dumps(rep.to_json(proto, cells, k, subset), indent=2, allow_nan=False, default=str))
     else:
         columns, rows, title = rep.table(proto, cells, fmt, k, subset)
-        emit(_wide_stdout(), columns, rows, fmt, title=title)  # type: ignore[arg-type]
-        if fmt != "csv":
-            typer.echo(f"\nreference: {proto.reference.source}", err=fmt == "table")
+        reference = f"reference: {proto.reference.source}"
+        emit(_wide_stdout(), columns, rows, fmt, title=title, note=reference)  # type: ignore[arg-type]
+        if fmt in ("table", "markdown"):
+            typer.echo(f"\n{reference}", err=fmt == "table")
     if not rep.verdict(cells):
         raise typer.Exit(1)
 
@@ -602,6 +594,12 @@ def _selected(records: list, tasks: tuple[str, ...] | None, methods: tuple[str, 
 def _wide_stdout() -> Console:
     """stdout for wide tables: on a terminal its width; otherwise (a file, a CI log) as wide as a table needs."""
     return _stdout() if sys.stdout.isatty() else Console(file=sys.stdout, soft_wrap=True, width=400)
+
+
+def _board_stdout() -> Console:
+    """stdout for leaderboards: as `_wide_stdout`, but COLUMNS, when set, is the width in a pipe too (rich reads
+    it), so that `COLUMNS=80 uqbench compare > board.txt` lays the tables out for 80 columns."""
+    return _stdout() if os.environ.get("COLUMNS", "").isdigit() else _wide_stdout()
 
 
 def _names(text: str | None, option: str) -> tuple[str, ...] | None:

@@ -15,14 +15,17 @@ The JSON form (schema `uqbench.leaderboard/1`) is what `compare --format json` p
 "rows": [{"task", "method", "config_id", "method_config", "task_config", "recipe", "backbone", "n_runs",
 "n_failed", "n_missing",
 "metrics": {key: {"mean", "se", "n", "best", "within_noise", "p_value"}},
-"cost": {"fit_s", "predict_s", "n_params"}, "rank", "avg_rank"}]}`; `from_json` validates it field by field
-(`uqbench.leaderboard_schema`).
+"cost": {"fit_s", "predict_s", "n_params"}, "rank", "avg_rank"}],
+"provenance": {"uqbench", "git_commit", "store", "created_at"} or null}`; `from_json` validates it field by field
+(`uqbench.leaderboard_schema`). The provenance says what made the document (`provenance`); nothing reads it back.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import fnmatch
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -76,11 +79,12 @@ class Row:
 
 @dataclass
 class Leaderboard:
-    """Rows of every task, the metric header (direction, unit) and each task's ranking metric."""
+    """Rows of every task, the metric header (direction, unit), each task's ranking metric, and what made it."""
 
     metrics: dict[str, dict[str, Any]]
     rows: list[Row]
     rank_by: dict[str, str]
+    provenance: dict[str, Any] | None = None  # see `provenance`; None when not known (an older baseline)
 
     def tasks(self) -> list[str]:
         return list(dict.fromkeys(r.task for r in self.rows))
@@ -94,7 +98,8 @@ class Leaderboard:
         return [k for k in self.metrics if k in keys]
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "metrics": self.metrics, "rank_by": self.rank_by, "rows": [r.to_json() for r in self.rows]}
+        return {"schema": SCHEMA, "metrics": self.metrics, "rank_by": self.rank_by, "rows": [r.to_json() for r in self.rows],
+                "provenance": self.provenance}
 
     @classmethod
     def from_json(cls, data: Any) -> Leaderboard:
@@ -102,7 +107,17 @@ class Leaderboard:
         document (see `uqbench.leaderboard_schema`)."""
         validate(data)
         rows = [Row(**{**r, "metrics": {k: Cell(**c) for k, c in r["metrics"].items()}}) for r in data["rows"]]
-        return cls(dict(data["metrics"]), rows, dict(data["rank_by"]))
+        return cls(dict(data["metrics"]), rows, dict(data["rank_by"]), data.get("provenance"))
+
+
+def provenance(store: Path) -> dict[str, Any]:
+    """What made a leaderboard: uqbench's version, the git commit of its source (None unless it is a git checkout),
+    the results store (an absolute path) and the time (UTC, ISO 8601, to the second)."""
+    import uqbench
+    from uqbench.runner import git_commit
+
+    return {"uqbench": uqbench.__version__, "git_commit": git_commit(), "store": str(Path(store).absolute()),
+            "created_at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 def badness(header: dict[str, Any], value: float) -> float:
@@ -128,7 +143,7 @@ def build(
         expected: (task, method) -> planned number of runs, to count the missing ones.
     """
     if metrics:
-        _check_patterns(metrics, records)
+        check_patterns("--metric", metrics, sorted({k for r in records for k in r.metrics if _known(k)}))
     rows = [_row(group, expected) for group in _groups(records).values()]
     patterns = metrics or (DEFAULT_METRICS + ("*",) if all_metrics else DEFAULT_METRICS)
     header: dict[str, dict[str, Any]] = {}
@@ -214,11 +229,18 @@ def _order(key: str, patterns: tuple[str, ...]) -> int:
     return next(i for i, p in enumerate((*patterns, "*")) if fnmatch.fnmatchcase(key, p))
 
 
-def _check_patterns(patterns: tuple[str, ...], records: list[RunRecord]) -> None:
-    present = sorted({k for r in records for k in r.metrics if _known(k)})
+def check_patterns(option: str, patterns: tuple[str, ...], present: list[str]) -> None:
+    """UnknownName, naming the option, for the first metric pattern that matches none of the `present` keys."""
     for pattern in patterns:
         if not any(fnmatch.fnmatchcase(k, pattern) for k in present):
-            raise UnknownName(f"--metric {pattern!r}: no run of this comparison reports it; available: {', '.join(present)}")
+            raise UnknownName(f"{option} {pattern!r}: no run of this comparison reports it; available: {', '.join(present)}")
+
+
+def shown(keys: list[str], patterns: tuple[str, ...] | None) -> list[str]:
+    """The keys that match the patterns, in pattern order, then in their own order (None: all of them)."""
+    if patterns is None:
+        return keys
+    return sorted((k for k in keys if any(fnmatch.fnmatchcase(k, p) for p in patterns)), key=lambda k: _order(k, patterns))
 
 
 def _mark(rows: list[Row], key: str, header: dict[str, Any]) -> None:
@@ -292,21 +314,28 @@ LEGEND = (
 )
 
 
-def task_table(board: Leaderboard, task: str, fmt: str) -> tuple[list[str], list[list[str | Text]], str]:
-    """(columns, rows, title) of one task's leaderboard for fmt 'table' (best cells as styled rich Text) or
-    'markdown' (best cells in bold)."""
-    rows, keys = board.task_rows(task), board.columns(task)
+def task_table(board: Leaderboard, task: str, fmt: str, metrics: tuple[str, ...] | None = None,
+               cost: bool = True) -> tuple[list[str], list[list[str | Text]], str]:
+    """(columns, rows, title) of one task's leaderboard for fmt 'table' (best cells as styled rich Text),
+    'markdown' (best cells in bold) or 'latex' (`uqbench.latex.estimate` cells).
+
+    Args:
+        metrics: metric keys or patterns to show, in order (None: every metric of the task, in header order).
+        cost: with the columns fit s, predict s and params.
+    """
+    rows, keys = board.task_rows(task), shown(board.columns(task), metrics)
     duplicated = {r.method for r in rows if sum(o.method == r.method for o in rows) > 1}
     show_missing = any(r.n_missing for r in rows)
     columns = ["method", *(f"{k} {_arrow(board, k)}" for k in keys), "runs", "failed"]
-    columns += ["missing"] * show_missing + ["rank", "avg rank", "fit s", "predict s", "params"]
+    columns += ["missing"] * show_missing + ["rank", "avg rank"] + ["fit s", "predict s", "params"] * cost
     out = []
     for row in rows:
         label = f"{row.method} ({row.config_id[:8]})" if row.method in duplicated else row.method
         cells = [label, *(_cell(row.metrics.get(k), fmt) for k in keys), str(row.n_runs), _failed(row.n_failed, fmt)]
         cells += [str(row.n_missing)] * show_missing
-        cells += [_num(row.rank, "g"), _num(row.avg_rank, ".2f"), _seconds(row.cost.get("fit_s"))]
-        cells += [_seconds(row.cost.get("predict_s")), _count(row.cost.get("n_params"))]
+        cells += [_num(row.rank, "g"), _num(row.avg_rank, ".2f")]
+        cells += [_seconds(row.cost.get("fit_s")), _seconds(row.cost.get("predict_s")),
+                  _count(row.cost.get("n_params"))] * cost
         out.append(cells)
     return columns, out, f"{task} (rank by {board.rank_by.get(task, '-')})"
 
@@ -323,15 +352,17 @@ def rank_table(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
     return ["method", *tasks, "avg rank"], rows
 
 
-def flat_table(board: Leaderboard) -> tuple[list[str], list[list[Any]]]:
-    """Every row of every task with raw numbers, for CSV: one mean and one se column per metric."""
-    keys = list(board.metrics)
-    columns = ["task", "method", "config_id", "runs", "failed", "missing", "rank", "avg_rank", "fit_s", "predict_s"]
-    columns += ["n_params", *(c for k in keys for c in (k, f"{k}_se"))]
+def flat_table(board: Leaderboard, metrics: tuple[str, ...] | None = None,
+               cost: bool = True) -> tuple[list[str], list[list[Any]]]:
+    """Every row of every task with raw numbers, for CSV: one mean and one se column per metric (the metrics and
+    cost columns chosen as for `task_table`)."""
+    keys = shown(list(board.metrics), metrics)
+    columns = ["task", "method", "config_id", "runs", "failed", "missing", "rank", "avg_rank"]
+    columns += ["fit_s", "predict_s", "n_params"] * cost + [c for k in keys for c in (k, f"{k}_se")]
     rows = []
     for r in board.rows:
         cells: list[Any] = [r.task, r.method, r.config_id, r.n_runs, r.n_failed, r.n_missing, r.rank, r.avg_rank]
-        cells += [r.cost.get("fit_s"), r.cost.get("predict_s"), r.cost.get("n_params")]
+        cells += [r.cost.get("fit_s"), r.cost.get("predict_s"), r.cost.get("n_params")] * cost
         for k in keys:
             cell = r.metrics.get(k)
             cells += [cell.mean, cell.se] if cell else [None, None]
@@ -352,6 +383,10 @@ def _cell(cell: Cell | None, fmt: str) -> str | Text:
     if cell is None:
         return "—"
     text = mean_se_cell(cell.mean, cell.se, cell.n)
+    if fmt == "latex":
+        from uqbench.latex import estimate
+
+        return estimate(text, cell.best, bool(cell.within_noise))
     if cell.best:
         return f"**{text}**" if fmt == "markdown" else Text(text, style="bold green")
     return f"{text} ≈" if cell.within_noise else text
@@ -379,4 +414,7 @@ def _count(n: float | None) -> str:
     return f"{n / 1e3:.1f}k" if n < 1e6 else f"{n / 1e6:.2f}M"
 
 
-__all__ = ["LEGEND", "SCHEMA", "Cell", "Leaderboard", "Row", "badness", "build", "flat_table", "paired_test", "rank_table", "task_table"]
+__all__ = [
+    "LEGEND", "SCHEMA", "Cell", "Leaderboard", "Row", "badness", "build", "check_patterns", "flat_table", "paired_test",
+    "provenance", "rank_table", "shown", "task_table",
+]

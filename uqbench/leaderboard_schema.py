@@ -6,7 +6,8 @@ counts non-negative integers, never booleans; no key twice in one object), every
 `metrics` header with the direction and nominal value uqbench's metric table gives it, at least one row, one row
 per (task, method, config_id), each with at least one run, and each cell's `n` from 1 to its row's `n_runs`.
 The free-form configs (`method_config`, `task_config`, `recipe`, `backbone`) may hold any JSON but a non-finite
-number. Every refusal is a DataError naming the place (`rows[3].metrics.nll.mean`), what was expected and what
+number. `provenance` (what made the document) is the one optional field, absent from older documents: an object
+or null, free-form like the configs, and never part of a verdict. Every refusal is a DataError naming the place (`rows[3].metrics.nll.mean`), what was expected and what
 was found.
 """
 
@@ -54,7 +55,8 @@ RANK = Kind("a finite number >= 1", lambda v: _finite(v) and v >= 1)
 PROBABILITY = Kind("a number in [0, 1]", lambda v: _finite(v) and 0 <= v <= 1)
 COUNT = Kind("a non-negative integer", lambda v: isinstance(v, int) and _finite(v) and v >= 0)
 
-DOCUMENT = {"schema": NAME, "metrics": OBJECT, "rank_by": OBJECT, "rows": ARRAY}
+DOCUMENT = {"schema": NAME, "metrics": OBJECT, "rank_by": OBJECT, "rows": ARRAY, "provenance": OBJECT.or_null()}
+OPTIONAL = ("provenance",)  # fields a document may lack (older uqbench versions did not write them)
 HEADER = {"higher_is_better": FLAG, "ideal": NUMBER.or_null(), "unit": TEXT, "doc": TEXT}
 ROW = {
     "task": NAME, "method": NAME, "config_id": NAME, "method_config": OBJECT, "task_config": OBJECT,
@@ -102,7 +104,8 @@ def validate(data: Any) -> None:
     if schema != SCHEMA:
         found = repr(schema[:40]) if isinstance(schema, str) else _show(schema)
         raise DataError(f"{expected}; got schema {found}")
-    _fields(data, DOCUMENT, "")
+    _fields(data, DOCUMENT, "", OPTIONAL)
+    _plain(data.get("provenance"), "provenance")
     if not data["rows"]:
         raise DataError("rows: empty, so there is nothing to compare; expected the rows `uqbench compare` writes")
     for key, entry in data["metrics"].items():
@@ -154,8 +157,8 @@ def _row(row: Any, where: str, header: dict[str, Any]) -> None:
             raise DataError(f"{place}.n: expected 1 to the row's n_runs ({row['n_runs']}); got {cell['n']}")
 
 
-def _fields(value: Any, fields: dict[str, Kind], where: str) -> None:
-    """`value` is an object with exactly these fields, each of its kind."""
+def _fields(value: Any, fields: dict[str, Kind], where: str, optional: tuple[str, ...] = ()) -> None:
+    """`value` is an object with exactly these fields (those named `optional` may be absent), each of its kind."""
     if not isinstance(value, dict):
         raise DataError(f"{where}: expected an object; got {_show(value)}")
     _unique(value, where)
@@ -163,12 +166,14 @@ def _fields(value: Any, fields: dict[str, Kind], where: str) -> None:
         if key not in fields:
             raise DataError(f"{_join(where, key)}: unknown field; expected only: {', '.join(fields)}")
     for key, kind in fields.items():
+        if key not in value and key in optional:
+            continue
         if key not in value:
             raise DataError(f"{_join(where, key)}: missing field; expected {kind.expected}")
         if not kind.test(value[key]):
             raise DataError(f"{_join(where, key)}: expected {kind.expected}; got {_show(value[key])}")
     for key in fields:
-        if isinstance(value[key], dict):
+        if isinstance(value.get(key), dict):
             _unique(value[key], _join(where, key))
 
 

@@ -330,11 +330,12 @@ def environment(device: torch.device) -> dict[str, Any]:
         "device": str(device),
         "threads": torch.get_num_threads(),
         "platform": f"{platform.system()}-{platform.machine()}",
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
     }
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
+    """The commit of uqbench's source when it is a git checkout, else None (never an error)."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=Path(uqbench.__file__).parent, capture_output=True, text=True, timeout=5

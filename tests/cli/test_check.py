@@ -403,3 +403,37 @@ def test_a_pattern_that_matches_no_baseline_metric_exits_2(cli, setup, option, t
 def test_a_pattern_matching_some_baseline_metric_is_accepted(cli, setup):
     baseline, store = setup
     assert cli("check", baseline, "--results", store(), "--tolerance", "n*=0.2", "--k", "accuracy=3").exit_code == 0
+
+
+def _with_provenance(baseline, value):
+    data = json.loads(baseline.read_text())
+    if value is KeyError:
+        del data["provenance"]
+    else:
+        data["provenance"] = value
+    baseline.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("provenance", [
+    {"uqbench": "0.1.0", "git_commit": None, "store": "/r", "created_at": "2026-12-01T00:00:00Z"},
+    {"written by": "a later uqbench", "fields": [1, 2]},  # free-form: never read for a verdict
+    None,
+    KeyError,  # an older baseline, without the field
+])
+def test_provenance_never_decides_the_verdict(cli, setup, provenance):
+    baseline, store = setup
+    _with_provenance(baseline, provenance)
+    assert cli("check", baseline, "--results", store()).exit_code == 0
+    assert cli("check", baseline, "--results", store(nll=[v + 0.1 for v in NLL])).exit_code == 1
+
+
+@pytest.mark.parametrize("provenance, message", [
+    ("made today", "provenance: expected an object or null; got the string \"made today\""),
+    ({"created_at": math.inf}, "provenance.created_at: expected a finite number; got Infinity"),
+])
+def test_a_malformed_provenance_is_refused(cli, setup, provenance, message):
+    baseline, store = setup
+    _with_provenance(baseline, provenance)
+    result = cli("check", baseline, "--results", store())
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: baseline {str(baseline)!r}: {message}")

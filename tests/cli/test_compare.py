@@ -188,6 +188,10 @@ def test_suites_plan_seeds_and_splits_and_name_missing_methods(monkeypatch):
         (("--tasks", "two-moons", "--set", "lr=fast"), "'lr' of the training recipe must be a float; got 'fast'"),
         (("--tasks", "two-moons", "--set", "epochs=0"), "'epochs' of the training recipe must be at least 1; got 0"),
         (("--tasks", "two-moons", "--set", "lr=inf"), "'lr' of the training recipe must be non-negative; got inf"),
+        (("--tasks", "two-moons", "--layout", "tall"), "--layout 'tall': expected one of auto, wide, long"),
+        (("--tasks", "two-moons", "--columns", ","), "--columns ',': expected comma-separated metric keys or patterns"),
+        (("--tasks", "two-moons", "--format", "json", "--no-cost"), "--no-cost: not for --format json"),
+        (("--tasks", "two-moons", "--format", "csv", "--layout", "long"), "--layout long: only for --format table"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(cli, tmp_path, args, message):
@@ -220,3 +224,51 @@ def test_asking_for_predictions_later_reruns_the_same_runs_and_says_why(cli, tmp
     assert after == before and len(list(tmp_path.glob("*.npz"))) == n
     third = cli("compare", *TINY, "--out", tmp_path, "--save-predictions")
     assert f"{n} of {n} planned runs are in {str(tmp_path)!r}; running 0" in third.stderr
+
+
+def test_the_json_leaderboard_says_what_made_it(cli, tmp_path):
+    import re
+
+    import uqbench
+
+    result = cli("compare", *TINY, "--out", tmp_path, "--format", "json", "--quiet")
+    assert result.exit_code == 0, result.output
+    board = json.loads(result.stdout)
+    prov = board["provenance"]
+    assert set(prov) == {"uqbench", "git_commit", "store", "created_at"}
+    assert prov["uqbench"] == uqbench.__version__ and prov["store"] == str(tmp_path.absolute())
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", prov["created_at"])
+    assert prov["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", prov["git_commit"])
+    assert board["metrics"]["coverage90"]["ideal"] == 0.9 and board["metrics"]["nll"]["ideal"] is None
+
+
+def test_columns_80_lays_the_leaderboard_out_for_80_columns_in_a_pipe(cli, tmp_path, monkeypatch):
+    import re
+
+    assert cli("compare", *TINY, "--out", tmp_path, "-q").exit_code == 0
+    monkeypatch.setenv("COLUMNS", "80")
+    narrow = cli("compare", *TINY, "--out", tmp_path, "--no-run", "--no-cost", "--columns", "nll,ood.*.auroc")
+    assert narrow.exit_code == 0, narrow.output
+    lines = narrow.stdout.splitlines()
+    assert max(map(len, lines)) <= 80 and "…" not in narrow.stdout
+    assert "│ map    │ nll ↓           │" in narrow.stdout and "fit s" not in narrow.stdout
+    monkeypatch.delenv("COLUMNS")
+    wide = cli("compare", *TINY, "--out", tmp_path, "--no-run", "--no-cost", "--columns", "nll,ood.*.auroc")
+    header = next(line for line in wide.stdout.splitlines() if line.startswith("┃ method"))
+    assert re.match(r"┃ method ┃ +nll ↓ ┃ +ood.far.auroc ↑ ┃", header)  # a pipe without COLUMNS: 400 columns, wide
+
+
+def test_an_unknown_column_is_refused_after_the_runs_are_kept(cli, tmp_path):
+    result = cli("compare", "--tasks", "two-moons", "--methods", "map", "--seeds", "1", *SMALL, "--out", tmp_path,
+                 "--columns", "nll,rmse", "-q")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: --columns 'rmse': no run of this comparison reports it; available: ")
+    assert len(list(tmp_path.glob("*.json"))) == 1
+
+
+def test_latex_leaderboard(cli, tmp_path):
+    result = cli("compare", *TINY, "--out", tmp_path, "--format", "latex", "-q")
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert text.count(r"\begin{tabular}") == text.count(r"\end{tabular}") == 3
+    assert r"\caption{two-moons (rank by nll)}" in text and r"\textbf{\boldmath $" in text
