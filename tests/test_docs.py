@@ -33,3 +33,25 @@ def test_ci_installs_and_tests_exactly_as_the_readme_says():
     ci = (ROOT / ".ci" / "run").read_text()
     assert _block_after("Install") in ci
     assert _block_after("Test") in ci
+
+
+def _python_blocks(heading: str) -> list[str]:
+    section = README.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_the_python_api_examples_run_as_written(tmp_path, monkeypatch, capsys, torch_state):
+    """Every example of the README's Python API section, executed in order in a fresh folder."""
+    blocks = _python_blocks("Python API")
+    assert len(blocks) >= 2
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("UQBENCH_DATA", str(tmp_path / "cache"))
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md (Python API)", "exec"), namespace)
+    printed = capsys.readouterr().out
+    board = namespace["board"]
+    assert {r.method for r in board.rows} == {"map", "vbll", "mc-dropout", "ensemble", "sngp", "laplace"}
+    assert all(r.n_runs == 2 and r.n_failed == 0 for r in board.rows)
+    assert "npz" in printed and "ood.far.auroc" in printed and len(list((tmp_path / "results").glob("*.json"))) == 12
+    assert set(namespace["metrics"]) >= {"accuracy", "nll", "ece", "ood.far.auroc"}

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 from image_files import write_mnist_like
 
-from uqbench.compare import PlanDisplay, pending, run_specs
+from uqbench.driver import PlanDisplay, pending, run_specs
 from uqbench.executors import InProcess, ProcessPool, RayExecutor, WorkerOptions
 from uqbench.results import ResultStore
 from uqbench.runner import Runner, RunOptions

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from uqbench.compare import PlanDisplay, pending, run_specs
+from uqbench.driver import PlanDisplay, pending, run_specs
 from uqbench.executors import ProcessPool, WorkerOptions
 from uqbench.results import ResultStore
 from uqbench.runner import RunOptions

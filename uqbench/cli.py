@@ -12,7 +12,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
@@ -22,6 +21,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from uqbench.errors import BadConfig, UserError
+from uqbench.files import ensure_writable
 
 # click's exception classes, wherever this typer takes click from (its own copy, or the click package)
 _CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -280,7 +280,7 @@ def compare(
     quiet: QuietOpt = False,
 ) -> None:
     """Run every (method, task, seed, split) of a comparison the store lacks, then print one leaderboard per task."""
-    from uqbench.compare import check_device, check_parallel, plan_records
+    from uqbench.driver import check_device, check_parallel, plan_records
     from uqbench.errors import DataError
     from uqbench import protocols
     from uqbench.experiment import CommandLine, compare_request
@@ -340,7 +340,7 @@ def _print_dry_run(the_plan, fmt: str) -> None:
 
 def _run_plan(the_plan, store, options, parallel: tuple[int, str, str | None], quiet: bool) -> list:
     """Run what the store lacks; returns the records made now (Ctrl-C: exit 130, finished runs kept)."""
-    from uqbench.compare import PlanDisplay, make_executor, pending, run_specs
+    from uqbench.driver import PlanDisplay, make_executor, pending, run_specs
     from uqbench.runner import Runner, wanted
 
     err = _stderr()
@@ -435,7 +435,7 @@ def reproduce(
     """
     from uqbench import protocols
     from uqbench import reproduce as rep
-    from uqbench.compare import check_device, check_parallel, plan_records
+    from uqbench.driver import check_device, check_parallel, plan_records
     from uqbench.experiment import CommandLine, compare_request
     from uqbench.report import emit
     from uqbench.results import ResultStore
@@ -610,16 +610,6 @@ def _names(text: str | None, option: str) -> tuple[str, ...] | None:
     if not names:
         raise BadConfig(f"{option} {text!r}: expected comma-separated names")
     return names
-
-
-def ensure_writable(directory: Path) -> None:
-    """Create `directory` if needed and prove it is writable; BadConfig otherwise."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-"):
-            pass
-    except OSError as exc:
-        raise BadConfig(f"--out {str(directory)!r}: not a writable directory ({exc.strerror or exc})") from None
 
 
 def _check_format(fmt: str) -> None:

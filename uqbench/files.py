@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Callable
 
-from uqbench.errors import DataError
+from uqbench.errors import BadConfig, DataError
 
 
 def _umask() -> int:
@@ -100,4 +100,14 @@ def reader(path: Path, limit: int | None = None) -> io.BytesIO:
     return io.BytesIO(read_bytes(path, limit))
 
 
-__all__ = ["FILE_MODE", "NotARegularFile", "read_bytes", "reader", "subdir", "write_atomic"]
+def ensure_writable(directory: Path) -> None:
+    """Create `directory` if needed and prove it is writable; BadConfig naming it (as `--out`) otherwise."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise BadConfig(f"--out {str(directory)!r}: not a writable directory ({exc.strerror or exc})") from None
+
+
+__all__ = ["FILE_MODE", "NotARegularFile", "ensure_writable", "read_bytes", "reader", "subdir", "write_atomic"]

@@ -97,6 +97,16 @@ class Leaderboard:
         keys = dict.fromkeys(k for r in self.task_rows(task) for k in r.metrics)
         return [k for k in self.metrics if k in keys]
 
+    def __str__(self) -> str:
+        from uqbench.leaderboard_output import board_text
+
+        return board_text(self)
+
+    def _repr_markdown_(self) -> str:
+        from uqbench.leaderboard_output import board_text
+
+        return board_text(self, "markdown")
+
     def to_json(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "metrics": self.metrics, "rank_by": self.rank_by, "rows": [r.to_json() for r in self.rows],
                 "provenance": self.provenance}

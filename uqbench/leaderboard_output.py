@@ -85,6 +85,18 @@ def print_board(console: Console, board: Leaderboard, fmt: Format, view: View = 
         console.print(textwrap.fill(LEGEND, width=console.width), style="dim", highlight=False)
 
 
+def board_text(board: Leaderboard, fmt: Format = "table", width: int | None = None) -> str:
+    """The leaderboard as `print_board` shows it, as a string: `--format table` at `width` columns (default: the
+    terminal's, else 100), or markdown (`Leaderboard._repr_markdown_`, what a notebook renders)."""
+    import io
+    import shutil
+
+    buffer = io.StringIO()
+    columns = width or shutil.get_terminal_size((100, 24)).columns
+    print_board(Console(file=buffer, width=columns, color_system=None, soft_wrap=False), board, fmt)
+    return buffer.getvalue()
+
+
 def _emit_laid_out(console: Console, columns: list[str], rows: list[list], fmt: Format, title: str, layout: str,
                    names: tuple[str, str], note: str | None = None) -> None:
     """Emit the table wide, or long (`report.long_rows` with these column `names`) when `layout` asks for it or,
@@ -95,4 +107,4 @@ def _emit_laid_out(console: Console, columns: list[str], rows: list[list], fmt: 
     emit(console, columns, rows, fmt, title, note, left=2 if long else 1)
 
 
-__all__ = ["LATEX_NOTE", "LAYOUTS", "View", "print_board"]
+__all__ = ["LATEX_NOTE", "LAYOUTS", "View", "board_text", "print_board"]

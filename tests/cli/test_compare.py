@@ -9,8 +9,8 @@ import json
 import pytest
 from rich.console import Console
 
-from uqbench import compare as compare_mod
-from uqbench.compare import PlanDisplay, pending, run_specs
+from uqbench import driver
+from uqbench.driver import PlanDisplay, pending, run_specs
 from uqbench.errors import BadConfig, UnknownName
 from uqbench.executors import InProcess
 from uqbench.experiment import CommandLine, compare_request
@@ -72,7 +72,7 @@ def test_compare_runs_the_plan_and_prints_json_leaderboards(cli, tmp_path):
 
 
 def test_interrupted_compare_keeps_finished_runs_and_resumes(cli, tmp_path, monkeypatch):
-    monkeypatch.setattr(compare_mod, "make_executor", lambda runner, *parallel: StopAfter(runner, 2))
+    monkeypatch.setattr(driver, "make_executor", lambda runner, *parallel: StopAfter(runner, 2))
     result = cli("compare", *TINY, "--out", tmp_path)
     assert result.exit_code == 130
     assert "interrupted: 2 run(s) finished now and kept in " in result.stderr and ", 2 not run;" in result.stderr

@@ -2,5 +2,6 @@
 
 from uqbench.tasks import digits, fashion_mnist, images, own_data, synthetic, uci  # noqa: F401
 from uqbench.tasks.base import Split, Task, TaskData, TaskKind, tasks
+from uqbench.tasks.own_data import ArrayTask, from_arrays
 
-__all__ = ["Split", "Task", "TaskData", "TaskKind", "tasks"]
+__all__ = ["ArrayTask", "Split", "Task", "TaskData", "TaskKind", "from_arrays", "tasks"]

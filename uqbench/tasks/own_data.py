@@ -27,6 +27,7 @@ and line (CSV) or array and row (`.npz`) where it matters.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 import re
@@ -152,11 +153,11 @@ class OwnDataTask(Task):
         return {path: _sha256(path, what) for path, what in self._files(split)}
 
     def prepare(self, splits: list[int]) -> None:
-        """Read and check the file, and every fixed split's parts, before any run starts."""
+        """Read and check the file and every split's parts (sizes and classes do not depend on the seed) before any
+        run starts."""
         table = self.table()
-        if self._indexed() or table.test_rows is not None:
-            for split in splits:
-                self._check_parts(table, *self._parts(table, 0, split), split)
+        for split in splits:
+            self._check_parts(table, *self._parts(table, 0, split), split)
 
     def load(self, seed: int, split: int) -> TaskData:
         table = self.table()
@@ -352,6 +353,77 @@ class NpzTask(OwnDataTask):
             _check_inputs(path, name, arrays[name], arrays["X"].shape[1:], allow_empty=False)
             ood[name[len("X_ood_"):]] = arrays[name].astype(np.float64)
         return Table(x, y.astype(np.int64) if kind == "classification" else y, kind, classes, test_rows, ood)
+
+
+@dataclass(frozen=True)
+class ArrayTask:
+    """A task made from arrays in memory (`from_arrays`): the `npz` task on a file named by the arrays' content.
+
+    Pass it where the Python API takes a task name (`uqbench.run`, `uqbench.compare`).
+    """
+
+    path: Path
+    kind: str = "auto"
+    name: str = "npz"
+
+    def settings(self) -> dict[str, str]:
+        """The task settings that select these arrays."""
+        return {"path": str(self.path), "kind": self.kind}
+
+
+def from_arrays(X: Any, y: Any, *, X_test: Any = None, y_test: Any = None, ood: dict[str, Any] | None = None,
+                kind: str = "auto", directory: str | Path | None = None) -> ArrayTask:
+    """A task from arrays (numpy, torch or nested lists), checked now as an `npz` file would be.
+
+    Args:
+        X: training inputs [N, ...] (all rows, when no X_test is given: a random test_fraction is held out per seed).
+        y: targets [N] (integers, booleans or text: classes; floats: regression) or [N, D] (regression).
+        X_test, y_test: a fixed test set (both or neither).
+        ood: OOD set name -> inputs [M, ...] of X's shape.
+        kind: 'auto', 'regression' or 'classification'.
+        directory: where the arrays are written as `arrays-<content hash>.npz` (default: uqbench's data cache,
+            `$UQBENCH_DATA` or the user cache directory). The same arrays give the same file, hence the same runs.
+
+    Raises:
+        DataError: arrays an `npz` file could not hold (the message names the array and row).
+        BadConfig: an unknown kind or OOD set name.
+    """
+    from uqbench.datasets import data_root
+    from uqbench.files import subdir, write_atomic
+
+    if kind not in ("auto", "regression", "classification"):
+        raise BadConfig(f"from_arrays: kind must be 'auto', 'regression' or 'classification'; got {kind!r}")
+    arrays = {"X": X, "y": y}
+    if X_test is not None or y_test is not None:
+        arrays.update(X_test=X_test, y_test=y_test)
+    for name, inputs in (ood or {}).items():
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+            raise BadConfig(f"from_arrays: OOD set name {name!r} must be lower-case letters, digits, - or _")
+        arrays[f"X_ood_{name}"] = inputs
+    plain = {name: _plain_array(name, a) for name, a in arrays.items()}
+    digest = hashlib.sha256()
+    for name, a in sorted(plain.items()):
+        digest.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        digest.update(np.ascontiguousarray(a).tobytes())
+    root = Path(directory) if directory is not None else data_root()
+    root.mkdir(parents=True, exist_ok=True)
+    path = subdir(root, "arrays") / f"arrays-{digest.hexdigest()[:16]}.npz"
+    if not path.is_file():
+        buffer = io.BytesIO()
+        np.savez(buffer, **plain)
+        write_atomic(path, buffer.getvalue())
+    task = ArrayTask(path, kind)
+    NpzTask(OwnDataConfig(path=str(path), kind=kind)).prepare([0])  # the file's checks, now
+    return task
+
+
+def _plain_array(name: str, value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    a = np.asarray(value)
+    if a.dtype.kind not in "biufU":
+        raise DataError(f"from_arrays: {name} must hold numbers, booleans or text; got dtype {a.dtype}")
+    return a
 
 
 # -- CSV ----------------------------------------------------------------------------------------------------
@@ -557,4 +629,4 @@ def _sha256(path: str, what: str) -> str:
         raise DataError(f"{path}: cannot be read ({exc.strerror or exc}) ({what})") from None
 
 
-__all__ = ["CsvConfig", "CsvTask", "NpzTask", "OwnDataConfig", "OwnDataTask", "Table"]
+__all__ = ["ArrayTask", "CsvConfig", "CsvTask", "NpzTask", "OwnDataConfig", "OwnDataTask", "Table", "from_arrays"]
