@@ -45,6 +45,7 @@ def run(
     config: str | Path | None = None,
     out: str | Path = "results",
     device: str = "auto",
+    threads: int | None = None,
     data_dir: str | Path | None = None,
     save_predictions: bool = False,
     force: bool = False,
@@ -59,25 +60,30 @@ def run(
         config: an experiment or protocol file (its `[set]` settings apply, below `settings`).
         out: the results directory; runs it already holds are not repeated (unless `force`; failed ones are
             tried again unless `retry` is False).
+        threads: torch's threads for each run (None: torch's default); recorded in each record's `env.threads`.
         data_dir: read dataset files from here, never download.
 
     Raises:
         UserError: bad input (an unknown name, a bad value, missing data); the message is the CLI's error line.
         BadArgument: an argument of the wrong type (also a TypeError).
     """
+    from uqbench.driver import check_threads
     from uqbench.experiment import CommandLine, run_request
     from uqbench.files import ensure_writable
 
     _check_types("run", method=(method, str), seeds=(seeds, int), split=(split, int),
                  config=(config, (str, Path, type(None))), out=(out, (str, Path)), device=(device, str),
+                 threads=(threads, (int, type(None))),
                  data_dir=(data_dir, (str, Path, type(None))), save_predictions=(save_predictions, bool),
                  force=(force, bool), retry=(retry, bool))
     name, task_settings = _task("run", task)
     data = Path(data_dir) if data_dir is not None else None
     request = run_request(method, name, seeds, split, CommandLine(data_dir=data), _file(config))
     the_plan = _plan(request, (*task_settings, *_settings("run", settings)))
+    check_threads(threads)
     ensure_writable(Path(out))
-    return [record for _, record, _ in run_in_process(the_plan, _options(out, device, data, save_predictions, force, retry))]
+    options = _options(out, device, data, save_predictions, force, retry, threads)
+    return [record for _, record, _ in run_in_process(the_plan, options)]
 
 
 def compare(
@@ -94,6 +100,7 @@ def compare(
     out: str | Path = "results",
     jobs: int = 1,
     device: str = "auto",
+    threads: int | None = None,
     data_dir: str | Path | None = None,
     save_predictions: bool = False,
     force: bool = False,
@@ -109,14 +116,14 @@ def compare(
         seeds, splits: seeds 0 .. seeds-1 on the first `splits` splits (default: the suite's, or 3 seeds, 1 split).
         settings, config, out, device, data_dir, save_predictions, force, retry: as for `run`.
         metrics: metric keys or patterns to show, in order (the first ranks); None: the defaults.
-        jobs: runs at a time (worker processes).
+        jobs: runs at a time (worker processes); threads: torch's threads per run (default: cores / jobs).
 
     Raises:
         UserError, BadArgument: as `run`.
     """
     from rich.console import Console
 
-    from uqbench.driver import PlanDisplay, check_parallel, make_executor, pending, plan_records, run_specs
+    from uqbench.driver import PlanDisplay, check_parallel, check_threads, make_executor, pending, plan_records, run_specs
     from uqbench.experiment import CommandLine, compare_request
     from uqbench.files import ensure_writable
     from uqbench.leaderboard import build, provenance
@@ -125,7 +132,8 @@ def compare(
 
     _check_types("compare", suite=(suite, (str, type(None))), seeds=(seeds, (int, type(None))),
                  splits=(splits, (int, type(None))), config=(config, (str, Path, type(None))), out=(out, (str, Path)),
-                 jobs=(jobs, int), device=(device, str), data_dir=(data_dir, (str, Path, type(None))),
+                 jobs=(jobs, int), device=(device, str), threads=(threads, (int, type(None))),
+                 data_dir=(data_dir, (str, Path, type(None))),
                  save_predictions=(save_predictions, bool), force=(force, bool), retry=(retry, bool))
     names, task_settings = _tasks(tasks)
     data = Path(data_dir) if data_dir is not None else None
@@ -133,10 +141,11 @@ def compare(
                        exclude=_texts("compare", "exclude", exclude) or None, seeds=seeds, splits=splits,
                        data_dir=data)
     check_parallel(jobs)
+    check_threads(threads)
     request, _ = compare_request(line, _file(config))
     the_plan = _plan(request, (*task_settings, *_settings("compare", settings)))
     the_plan.prepare()
-    options = _options(out, device, data, save_predictions, force, retry)
+    options = _options(out, device, data, save_predictions, force, retry, threads)
     store = ResultStore(options.out, quarantine=True)
     ensure_writable(store.root)
     executor = make_executor(Runner(options), jobs)
@@ -278,9 +287,9 @@ def _plan(request: Request, settings: tuple[Setting, ...]) -> Plan:
 
 
 def _options(out: str | Path, device: str, data_dir: Path | None, save_predictions: bool, force: bool,
-             retry: bool) -> RunOptions:
+             retry: bool, threads: int | None) -> RunOptions:
     return RunOptions(out=Path(out), device=device, data_dir=data_dir, save_predictions=save_predictions,
-                      force=force, retry=retry, refresh_since=time.time())
+                      force=force, retry=retry, refresh_since=time.time(), threads=threads)
 
 
 __all__ = ["BadArgument", "compare", "evaluate", "run", "run_in_process"]

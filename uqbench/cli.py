@@ -154,6 +154,9 @@ AddressOpt = Annotated[
     Optional[str], typer.Option("--address", help="Ray cluster to join ('auto' or HOST:PORT); none starts a local Ray.")
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+ThreadsOpt = Annotated[
+    Optional[int], typer.Option("--threads", help="Torch threads per run (default: torch's, or cores / jobs); recorded.")
+]
 ConfigOpt = Annotated[
     Optional[Path], typer.Option("--config", help="Experiment file (TOML: \\[plan], \\[set], \\[search]); see the README.")
 ]
@@ -175,6 +178,7 @@ def run(
     set_: SetOpt = None,
     config: ConfigOpt = None,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     out: OutOpt = Path("results"),
     data_dir: DataDirOpt = None,
     save_predictions: Annotated[
@@ -189,8 +193,9 @@ def run(
     quiet: QuietOpt = False,
 ) -> None:
     """Train METHOD on a task for one or more seeds, evaluate, store one record per seed, print the metrics."""
-    from uqbench.api import run_in_process
     from uqbench import protocols
+    from uqbench.api import run_in_process
+    from uqbench.driver import check_threads
     from uqbench.experiment import CommandLine, run_request
     from uqbench.progress import make_progress
     from uqbench.report import emit, metric_rows
@@ -200,6 +205,7 @@ def run(
 
     err = _stderr()
     with user_errors():
+        check_threads(threads)
         file = protocols.experiment(config) if config is not None else None
         line = CommandLine(settings=tuple(set_ or ()), epochs=epochs, data_dir=data_dir)
         the_plan = plan(run_request(method, task, seeds, split, line, file))
@@ -211,7 +217,8 @@ def run(
         _note_problems(err, ResultStore(out, quarantine=True), the_plan)
         progress = make_progress(err, quiet or as_json)
         options = RunOptions(out=out, device=device, data_dir=data_dir, save_predictions=save_predictions,
-                             force=force, retry=not no_retry, refresh_since=time.time(), progress=progress)
+                             force=force, retry=not no_retry, refresh_since=time.time(), progress=progress,
+                             threads=threads)
         records = []
         for spec, record, fresh in run_in_process(the_plan, options):
             records.append(record)
@@ -273,6 +280,7 @@ def compare(
     set_: SetOpt = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Set every run's number of epochs.")] = None,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     data_dir: DataDirOpt = None,
     save_predictions: Annotated[
         bool, typer.Option("--save-predictions", help="Save predictions of every run (for `uqbench plot`).")
@@ -280,7 +288,7 @@ def compare(
     quiet: QuietOpt = False,
 ) -> None:
     """Run every (method, task, seed, split) of a comparison the store lacks, then print one leaderboard per task."""
-    from uqbench.driver import check_device, check_parallel, plan_records
+    from uqbench.driver import check_device, check_parallel, check_threads, plan_records
     from uqbench.errors import DataError
     from uqbench import protocols
     from uqbench.experiment import CommandLine, compare_request
@@ -295,6 +303,7 @@ def compare(
         _check_format(fmt)
         view = View.parse(fmt, columns, no_cost, layout)
         check_parallel(jobs, executor, address)
+        check_threads(threads)
         file = protocols.experiment(config) if config is not None else None
         line = CommandLine(suite, _names(tasks, "--tasks"), _names(methods, "--methods"), _names(exclude, "--exclude"),
                            seeds, splits, tuple(set_ or ()), epochs, data_dir)
@@ -311,7 +320,7 @@ def compare(
             check_device(needs_gpu, device)
             the_plan.prepare()
             options = RunOptions(out=out, device=device, data_dir=data_dir, save_predictions=save_predictions,
-                                 force=force, retry=not no_retry, refresh_since=time.time())
+                                 force=force, retry=not no_retry, refresh_since=time.time(), threads=threads)
             outcome = _run_plan(the_plan, store, options, (jobs, executor, address), quiet)
         records = plan_records(the_plan, store)
         _print_notes(err, store)
@@ -426,6 +435,7 @@ def reproduce(
     fmt: FormatOpt = "table",
     no_run: Annotated[bool, typer.Option("--no-run", help="Run nothing; compare what the store holds.")] = False,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     data_dir: DataDirOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -435,7 +445,7 @@ def reproduce(
     """
     from uqbench import protocols
     from uqbench import reproduce as rep
-    from uqbench.driver import check_device, check_parallel, plan_records
+    from uqbench.driver import check_device, check_parallel, check_threads, plan_records
     from uqbench.experiment import CommandLine, compare_request
     from uqbench.report import emit
     from uqbench.results import ResultStore
@@ -447,6 +457,7 @@ def reproduce(
         if not (k > 0 and math.isfinite(k)):
             raise BadConfig(f"--k {k}: must be a positive, finite number")
         check_parallel(jobs, executor, address)
+        check_threads(threads)
         proto = protocols.load(protocol)
         tasks = _datasets(_names(datasets, "--datasets"), proto)
         line = CommandLine(tasks=tasks, seeds=seeds, splits=splits, data_dir=data_dir)
@@ -456,7 +467,7 @@ def reproduce(
         if not no_run:
             check_device(needs_gpu, device)
             the_plan.prepare()
-            options = RunOptions(out=out, device=device, data_dir=data_dir, refresh_since=time.time())
+            options = RunOptions(out=out, device=device, data_dir=data_dir, refresh_since=time.time(), threads=threads)
             _run_plan(the_plan, store, options, (jobs, executor, address), quiet)
         cells = rep.compare(proto.reference, plan_records(the_plan, store), list(request.tasks), k,
                             planned=the_plan.expected())

@@ -74,6 +74,15 @@ def check_parallel(jobs: int, executor: str = "local", address: str | None = Non
         raise BadConfig("--address is only for --executor ray")
 
 
+MAX_THREADS = 4096
+
+
+def check_threads(threads: int | None) -> None:
+    """BadConfig for a `--threads` value that is not a count of threads."""
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise BadConfig(f"--threads {threads}: must be between 1 and {MAX_THREADS}")
+
+
 def make_executor(runner, jobs: int, executor: str = "local", address: str | None = None) -> Executor:
     """The executor for `--jobs N [--executor local|ray] [--address ADDR]`.
 
@@ -85,9 +94,11 @@ def make_executor(runner, jobs: int, executor: str = "local", address: str | Non
     check_parallel(jobs, executor, address)
     opts = runner.options
     options = WorkerOptions(str(opts.out), opts.device, str(opts.data_dir) if opts.data_dir else None,
-                            opts.save_predictions, refresh_since=opts.refresh_since if opts.force else None)
+                            opts.save_predictions, threads=opts.threads,
+                            refresh_since=opts.refresh_since if opts.force else None)
     if executor == "ray":
-        return RayExecutor(options, address=address, num_cpus=jobs if jobs > 1 and address is None else None)
+        return RayExecutor(options, address=address, num_cpus=jobs if jobs > 1 and address is None else None,
+                           cpus_per_job=opts.threads or 1)
     return InProcess(runner) if jobs == 1 else ProcessPool(jobs, options)
 
 

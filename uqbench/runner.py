@@ -7,6 +7,7 @@ run is comes from `uqbench.spec`; how it is executed (device, where files are, w
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import functools
@@ -35,7 +36,7 @@ from uqbench.results import ResultStore, RunRecord, clean_metrics
 from uqbench.search import best
 from uqbench.spec import RunSpec
 from uqbench.tasks import TaskData
-from uqbench.training import NullProgress, Progress, seeded
+from uqbench.training import NullProgress, Progress, seeded, torch_threads
 
 PREDICT_BATCH = 1024
 
@@ -54,6 +55,8 @@ class RunOptions:
         retry: re-run runs the store holds as failed.
         refresh_since: see `force` (set by the CLI to the time the command started).
         progress: receives training progress.
+        threads: torch's intra-op threads for each run (`--threads`; None: torch's default, or the worker's share
+            of the cores). The count is in every record (`env.threads`): it changes the last bits of some sums.
     """
 
     out: Path = Path("results")
@@ -64,6 +67,7 @@ class RunOptions:
     retry: bool = True
     refresh_since: float | None = None
     progress: Progress = field(default_factory=NullProgress)
+    threads: int | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -110,9 +114,14 @@ class Runner:
         return record, True
 
     def execute(self, spec: RunSpec) -> RunRecord:
-        """Train, predict and evaluate one run (after its hyperparameter search, if it has one). A RunFailed or a
-        crash inside the method gives a 'failed' record; a UserError (data missing or changed, a setting this
-        machine cannot run) an 'error' record."""
+        """Train, predict and evaluate one run (after its hyperparameter search, if it has one), on
+        `options.threads` threads when set. A RunFailed or a crash inside the method gives a 'failed' record; a
+        UserError (data missing or changed, a setting this machine cannot run) an 'error' record."""
+        threads = self.options.threads
+        with torch_threads(threads) if threads is not None else contextlib.nullcontext():
+            return self._execute(spec)
+
+    def _execute(self, spec: RunSpec) -> RunRecord:
         key = spec.key()
         record = RunRecord(key=key, status="ok", method_source=key.code.get("method", "builtin"),
                            env=environment(self.device))

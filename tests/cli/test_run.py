@@ -72,3 +72,20 @@ def test_failed_run_is_recorded_and_exit_code_is_1(cli, tmp_path):
     assert "failed in fit: NonFiniteLoss" in result.stderr
     record = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert record["status"] == "failed" and record["error"]["type"] == "NonFiniteLoss"
+
+
+def test_threads_sets_and_records_torchs_thread_count_and_restores_it(cli, tmp_path, torch_state):
+    import torch
+
+    before = torch.get_num_threads()
+    result = cli("run", "map", "--task", "two-moons", "--epochs", "1", "--threads", "1", "--out", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)
+    assert record["env"]["threads"] == 1 and torch.get_num_threads() == before
+    pooled = cli("compare", "--tasks", "two-moons", "--methods", "map", "--seeds", "2", "--epochs", "1", "--jobs", "2",
+                 "--threads", "1", "--out", tmp_path / "pool", "--format", "json", "-q")
+    assert pooled.exit_code == 0, pooled.output
+    assert {json.loads(p.read_text())["env"]["threads"] for p in (tmp_path / "pool").glob("*.json")} == {1}
+    for bad in ("0", "-2", "5000"):
+        refused = cli("run", "map", "--task", "two-moons", "--threads", bad, "--out", tmp_path)
+        assert refused.exit_code == 2 and refused.stderr == f"error: --threads {bad}: must be between 1 and 4096\n"
