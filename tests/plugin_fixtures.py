@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from uqbench.methods.base import Method
 from uqbench.methods.map import MAP
+from uqbench.tasks.base import Task
 
 
 class Swag(MAP):
@@ -31,6 +32,12 @@ class Abstract(Method):
     """A Method subclass that forgot `fit`."""
 
     kinds = frozenset({"regression"})
+
+
+class NoLoad(Task):
+    """A Task subclass that forgot `load`."""
+
+    kind = "regression"
 '''
 
 

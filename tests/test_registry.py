@@ -13,6 +13,7 @@ from uqbench.methods import methods
 from uqbench.methods.base import _check_method
 from uqbench.methods.map import MAP
 from uqbench.registry import Registry, describe
+from uqbench.tasks.base import _check_task
 
 
 @pytest.fixture
@@ -140,8 +141,27 @@ def test_base_exception_of_a_plugin_is_contained(plugin_root, case):
 
 def test_abstract_method_plugin_is_rejected(plugin_root):
     registry = make_registry(plugin_root, {"abstract": "uqbench_fake:Abstract"})
-    with pytest.raises(PluginError, match=r"failed to load: ValueError: Abstract is abstract \(does not implement: fit\)$"):
+    with pytest.raises(PluginError, match=r"failed to load: ValueError: Abstract leaves abstract fit unimplemented$"):
         registry.get("abstract")
+
+
+def test_abstract_task_plugin_is_rejected(plugin_root):
+    install_fake_plugin(plugin_root, {"no-load": "uqbench_fake:NoLoad"}, group="uqbench.tasks")
+    registry = Registry("task", group="uqbench.tasks", check=_check_task)
+    message = r"^task 'no-load' \(uqbench-fake==0\.3\.1\) failed to load: ValueError: NoLoad leaves abstract load unimplemented$"
+    with pytest.raises(PluginError, match=message):
+        registry.get("no-load")
+    assert [p.status for p in registry.plugins()] == ["error: ValueError: NoLoad leaves abstract load unimplemented"]
+
+
+def test_a_builtin_must_be_concrete_too():
+    registry = Registry("task", check=_check_task)
+    from plugin_fixtures import PLUGIN_MODULE
+
+    namespace: dict = {}
+    exec(PLUGIN_MODULE, namespace)
+    with pytest.raises(ValueError, match="^NoLoad leaves abstract load unimplemented$"):
+        registry.register("no-load")(namespace["NoLoad"])
 
 
 def test_a_name_declared_twice_in_one_group_loads_neither(plugin_root):
