@@ -6,9 +6,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
