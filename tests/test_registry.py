@@ -176,6 +176,15 @@ def test_a_name_declared_twice_in_one_group_loads_neither(plugin_root):
     assert registry.get("ok")
 
 
+def test_a_task_name_declared_by_two_distributions_loads_neither(plugin_root):
+    for distribution in ("uqbench-one", "uqbench-two"):
+        install_fake_plugin(plugin_root, {"line": "uqbench_fake:NoLoad"}, group="uqbench.tasks", distribution=distribution)
+    registry = Registry("task", group="uqbench.tasks", check=_check_task)
+    with pytest.raises(PluginError, match=r"\(uqbench-one==0\.3\.1\), .*\(uqbench-two==0\.3\.1\); none is loaded$"):
+        registry.get("line")
+    assert sorted(p.origin for p in registry.plugins() if p.broken) == ["uqbench-one==0.3.1", "uqbench-two==0.3.1"]
+
+
 def test_the_same_entry_point_listed_twice_is_one(plugin_root):
     registry = make_registry(plugin_root, {"swag": "uqbench_fake:Swag"})
     with (plugin_root / "uqbench_fake-0.3.1.dist-info" / "entry_points.txt").open("a") as f:
