@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from uqbench.methods.base import Method
 from uqbench.methods.map import MAP
+from uqbench.tasks.base import Task
 
 
 class Swag(MAP):
@@ -31,6 +32,12 @@ class Abstract(Method):
     """A Method subclass that forgot `fit`."""
 
     kinds = frozenset({"regression"})
+
+
+class NoLoad(Task):
+    """A Task subclass that forgot `load`."""
+
+    kind = "regression"
 '''
 
 
@@ -42,12 +49,14 @@ def install_fake_plugin(
     group: str = "uqbench.methods",
     distribution: str = "uqbench-fake",
     modules: dict[str, str] | None = None,
+    more_groups: dict[str, dict[str, str]] | None = None,
 ) -> None:
     """Write `uqbench_fake` (module) and `<distribution>-0.3.1.dist-info` under root and put root on sys.path.
 
     entry_points: name -> "module:attr" in `group`. modules: more module files to write, name -> source (a
-    plugin that raises at import). Call it again with another `distribution` for a second package; the caller
-    removes root from sys.path and the modules from sys.modules (see `forget_fake_plugins`).
+    plugin that raises at import). more_groups: entry points of other groups, group -> {name: "module:attr"}.
+    Call it again with another `distribution` for a second package; the caller removes root from sys.path and
+    the modules from sys.modules (see `forget_fake_plugins`).
     """
     (root / "uqbench_fake.py").write_text(textwrap.dedent(module_source))
     for name, source in (modules or {}).items():
@@ -55,8 +64,9 @@ def install_fake_plugin(
     info = root / f"{distribution.replace('-', '_')}-0.3.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 0.3.1\n")
-    lines = "\n".join(f"{name} = {target}" for name, target in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[{group}]\n{lines}\n")
+    groups = {group: entry_points, **(more_groups or {})}
+    (info / "entry_points.txt").write_text("".join(
+        f"[{name}]\n" + "".join(f"{ep} = {target}\n" for ep, target in eps.items()) for name, eps in groups.items()))
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
 

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
 
+from plugin_fixtures import forget_fake_plugins, fresh_registries, install_fake_plugin
 from uqbench.cli import app
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -35,14 +44,14 @@ def test_ci_installs_and_tests_exactly_as_the_readme_says():
     assert _block_after("Test") in ci
 
 
-def _python_blocks(heading: str) -> list[str]:
+def _code_blocks(heading: str, language: str = "python") -> list[str]:
     section = README.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.S)
+    return re.findall(rf"```{language}\n(.*?)```", section, re.S)
 
 
 def test_the_python_api_examples_run_as_written(tmp_path, monkeypatch, capsys, torch_state):
     """Every example of the README's Python API section, executed in order in a fresh folder."""
-    blocks = _python_blocks("Python API")
+    blocks = _code_blocks("Python API")
     assert len(blocks) >= 2
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("UQBENCH_DATA", str(tmp_path / "cache"))
@@ -55,3 +64,32 @@ def test_the_python_api_examples_run_as_written(tmp_path, monkeypatch, capsys, t
     assert all(r.n_runs == 2 and r.n_failed == 0 for r in board.rows)
     assert "npz" in printed and "ood.far.auroc" in printed and len(list((tmp_path / "results").glob("*.json"))) == 12
     assert set(namespace["metrics"]) >= {"accuracy", "nll", "ece", "ood.far.auroc"}
+
+
+def test_the_plugin_guide_runs_as_written(tmp_path, monkeypatch, torch_state, cli):
+    """The guide's example method and task pass the conformance checks as its last block calls them; installed
+    through the guide's entry points, both load and run from the command line."""
+    blocks = _code_blocks("Writing a plugin")
+    (toml,) = _code_blocks("Writing a plugin", "toml")
+    groups = tomllib.loads(toml)["project"]["entry-points"]
+    assert set(groups) == {"uqbench.methods", "uqbench.tasks"} and len(blocks) == 3
+    (module_name,) = {target.split(":")[0] for entry_points in groups.values() for target in entry_points.values()}
+    module = types.ModuleType(module_name)  # a real module, so that check_method can pickle the predictor
+    monkeypatch.setitem(sys.modules, module_name, module)
+    for block in blocks:
+        exec(compile(block, "README.md (Writing a plugin)", "exec"), module.__dict__)
+    monkeypatch.delitem(sys.modules, module_name)
+
+    install_fake_plugin(tmp_path, groups["uqbench.methods"], distribution="uqbench-example",
+                        modules={module_name: "\n".join(blocks[:2])}, more_groups={"uqbench.tasks": groups["uqbench.tasks"]})
+    try:
+        fresh_registries(monkeypatch)
+        shown = cli("plugins", "--format", "json")
+        assert shown.exit_code == 0, shown.output
+        assert {(r["name"], r["status"]) for r in json.loads(shown.stdout)} == {("smoothed", "loaded"), ("sine", "loaded")}
+        for method, task in (("smoothed", "two-moons"), ("map", "sine")):
+            ran = cli("run", method, "--task", task, "--set", "epochs=1", "--quiet", "--out", tmp_path / "results")
+            assert ran.exit_code == 0, ran.output
+        assert len(list((tmp_path / "results").glob("*.json"))) == 2
+    finally:
+        forget_fake_plugins(tmp_path)

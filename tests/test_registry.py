@@ -13,6 +13,7 @@ from uqbench.methods import methods
 from uqbench.methods.base import _check_method
 from uqbench.methods.map import MAP
 from uqbench.registry import Registry, describe
+from uqbench.tasks.base import Task, _check_task
 
 
 @pytest.fixture
@@ -140,8 +141,27 @@ def test_base_exception_of_a_plugin_is_contained(plugin_root, case):
 
 def test_abstract_method_plugin_is_rejected(plugin_root):
     registry = make_registry(plugin_root, {"abstract": "uqbench_fake:Abstract"})
-    with pytest.raises(PluginError, match=r"failed to load: ValueError: Abstract is abstract \(does not implement: fit\)$"):
+    with pytest.raises(PluginError, match=r"failed to load: ValueError: Abstract leaves abstract fit unimplemented$"):
         registry.get("abstract")
+
+
+def test_abstract_task_plugin_is_rejected(plugin_root):
+    install_fake_plugin(plugin_root, {"no-load": "uqbench_fake:NoLoad"}, group="uqbench.tasks")
+    registry = Registry("task", group="uqbench.tasks", check=_check_task)
+    message = r"^task 'no-load' \(uqbench-fake==0\.3\.1\) failed to load: ValueError: NoLoad leaves abstract load unimplemented$"
+    with pytest.raises(PluginError, match=message):
+        registry.get("no-load")
+    assert [p.status for p in registry.plugins()] == ["error: ValueError: NoLoad leaves abstract load unimplemented"]
+
+
+def test_a_builtin_must_be_concrete_too():
+    class NoLoad(Task):
+        """A built-in that forgot `load`."""
+
+        kind = "regression"
+
+    with pytest.raises(ValueError, match="^NoLoad leaves abstract load unimplemented$"):
+        Registry("task", check=_check_task).register("no-load")(NoLoad)
 
 
 def test_a_name_declared_twice_in_one_group_loads_neither(plugin_root):
@@ -154,6 +174,15 @@ def test_a_name_declared_twice_in_one_group_loads_neither(plugin_root):
     assert sorted(p.origin for p in infos) == ["uqbench-fake==0.3.1", "uqbench-other==0.3.1"]
     assert all(p.broken and "uqbench_fake:NotAMethod (uqbench-fake==0.3.1)" in p.status for p in infos)
     assert registry.get("ok")
+
+
+def test_a_task_name_declared_by_two_distributions_loads_neither(plugin_root):
+    for distribution in ("uqbench-one", "uqbench-two"):
+        install_fake_plugin(plugin_root, {"line": "uqbench_fake:NoLoad"}, group="uqbench.tasks", distribution=distribution)
+    registry = Registry("task", group="uqbench.tasks", check=_check_task)
+    with pytest.raises(PluginError, match=r"\(uqbench-one==0\.3\.1\), .*\(uqbench-two==0\.3\.1\); none is loaded$"):
+        registry.get("line")
+    assert sorted(p.origin for p in registry.plugins() if p.broken) == ["uqbench-one==0.3.1", "uqbench-two==0.3.1"]
 
 
 def test_the_same_entry_point_listed_twice_is_one(plugin_root):

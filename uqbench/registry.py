@@ -93,8 +93,7 @@ class Registry(Generic[T]):
                 raise ValueError(f"{self.kind} name {name!r} must be kebab-case")
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
-            if self._check is not None:
-                self._check(obj)  # type: ignore[arg-type]
+            self.validate(obj)
             if hasattr(obj, "name"):
                 obj.name = name  # type: ignore[attr-defined]
             self._items[name] = obj
@@ -102,6 +101,15 @@ class Registry(Generic[T]):
             return obj
 
         return decorator
+
+    def validate(self, obj: object) -> None:
+        """The checks every entry passes, built-in or plugin: this registry's `check`, then that the class is
+        concrete. Raises ValueError with the reason (`FooMethod leaves abstract fit unimplemented`)."""
+        if self._check is not None:
+            self._check(obj)  # type: ignore[arg-type]
+        if inspect.isabstract(obj):
+            missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ())))
+            raise ValueError(f"{getattr(obj, '__name__', obj)} leaves abstract {missing} unimplemented")
 
     # -- plugins ---------------------------------------------------------------------------------------------
     def plugins(self) -> list[PluginInfo]:
@@ -166,11 +174,7 @@ class Registry(Generic[T]):
         # stops (exit 2, the plugin named); `list` and `plugins` go on with the other plugins.
         try:
             obj = ep.load()
-            if self._check is not None:
-                self._check(obj)
-            if inspect.isabstract(obj):
-                missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ())))
-                raise ValueError(f"{obj.__name__} is abstract (does not implement: {missing})")
+            self.validate(obj)
             if hasattr(obj, "name"):
                 obj.name = name
         except BaseException as exc:  # every one, KeyboardInterrupt included: see above

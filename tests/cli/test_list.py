@@ -85,7 +85,7 @@ BROKEN = {
         None, "uqbench_fake:NotAMethod",
         "ValueError: <class 'uqbench_fake.NotAMethod'> is not a subclass of uqbench.methods.base.Method",
     ),
-    "abstract": (None, "uqbench_fake:Abstract", "ValueError: Abstract is abstract (does not implement: fit)"),
+    "abstract": (None, "uqbench_fake:Abstract", "ValueError: Abstract leaves abstract fit unimplemented"),
 }
 
 
@@ -143,6 +143,16 @@ def test_broken_task_plugin_is_reported_everywhere(cli, plugin_dir, monkeypatch,
     used = invoke_fresh(cli, monkeypatch, "run", "map", "--task", "boom-task", "--out", plugin_dir / "results")
     assert used.exit_code == 2
     assert used.stderr == f"error: task 'boom-task' (uqbench-fake==0.3.1) failed to load: {reason}\n"
+
+
+def test_a_task_plugin_without_load_fails_at_load_not_at_use(cli, plugin_dir, monkeypatch):
+    install_fake_plugin(plugin_dir, {"no-load": "uqbench_fake:NoLoad"}, group="uqbench.tasks")
+    reason = "ValueError: NoLoad leaves abstract load unimplemented"
+    shown = invoke_fresh(cli, monkeypatch, "plugins", "--format", "json")
+    assert shown.exit_code == 1 and [r["status"] for r in json.loads(shown.stdout)] == [f"error: {reason}"]
+    used = invoke_fresh(cli, monkeypatch, "run", "map", "--task", "no-load", "--out", plugin_dir / "results")
+    assert used.exit_code == 2 and used.stdout == ""
+    assert used.stderr == f"error: task 'no-load' (uqbench-fake==0.3.1) failed to load: {reason}\n"
 
 
 def test_a_name_declared_by_two_distributions_loads_neither(cli, plugin_dir, monkeypatch):

@@ -159,6 +159,10 @@ def _check_task(cls: type) -> None:
         raise ValueError(f"{cls.__name__}.kind must be one of {KINDS} (or a property: decided by the data)")
     if not dataclasses.is_dataclass(cls.Config) or not issubclass(cls.Config, Checked):
         raise ValueError(f"{cls.__name__}.Config must be a dataclass extending uqbench.config.Checked")
+    undefaulted = [f.name for f in dataclasses.fields(cls.Config)
+                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if undefaulted:
+        raise ValueError(f"{cls.__name__}.Config fields must all have defaults; without one: {', '.join(undefaulted)}")
     if not isinstance(cls.recipe, TrainConfig) or not isinstance(cls.backbone, BackboneConfig):
         raise ValueError(f"{cls.__name__}.recipe must be a TrainConfig and .backbone a BackboneConfig")
     shared = _names(cls.Config) & (_names(TrainConfig) | _names(BackboneConfig))
