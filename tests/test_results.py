@@ -27,7 +27,7 @@ def test_record_round_trips_with_every_field_present(tmp_path):
     path = store.write(record)
     data = json.loads(path.read_text())
     expected = {"schema", "id", "key", "status", "error", "metrics", "warnings", "n", "timings_s", "artifacts",
-                "method_source", "data_sha256", "info", "env", "created_at", "predictions"}
+                "method_source", "data_sha256", "info", "env", "created_at", "predictions", "curves"}
     assert set(data) == expected
     assert data["id"] == record.id and path.name == f"{record.id}.json"
     assert store.load(record.id) == record
@@ -80,6 +80,11 @@ CORRUPT = {  # what is written at a record's name -> what the store reports
     "missing status": (lambda d: json.dumps(_without(d, "status")).encode(), "no field 'status'"),
     "missing key field": (lambda d: json.dumps({**d, "key": _without(d["key"], "seed")}).encode(), "no field key.'seed'"),
     "unknown field": (lambda d: json.dumps({**d, "extra": 1}).encode(), "unknown field 'extra'"),
+    "curves not a list": (lambda d: json.dumps({**d, "curves": {"stage": "x"}}).encode(), "field 'curves'"),
+    "a curve with text losses": (lambda d: json.dumps({**d, "curves": [{"stage": "x", "train": ["1"], "val": None}]})
+                                 .encode(), "field 'curves'"),
+    "a curve with an extra key": (lambda d: json.dumps({**d, "curves": [{"stage": "x", "train": [], "val": None,
+                                                                          "lr": 1}]}).encode(), "field 'curves'"),
     "seed a string": (lambda d: json.dumps({**d, "key": {**d["key"], "seed": "0"}}).encode(), "field key.'seed'"),
     "seed a boolean": (lambda d: json.dumps({**d, "key": {**d["key"], "seed": True}}).encode(), "field key.'seed'"),
     "status unknown": (lambda d: json.dumps({**d, "status": "error"}).encode(), "field 'status'"),
@@ -161,3 +166,37 @@ def test_aggregate_skips_failed_runs_and_missing_values():
     agg = aggregate(records)
     assert agg["nll"] == (2.0, 1.0, 2)
     assert agg["ece"] == (0.1, 0.0, 1)
+
+
+def test_a_record_written_before_curves_were_kept_is_read_with_none(tmp_path):
+    record, data = _good(tmp_path)
+    del data["curves"]
+    (tmp_path / f"{record.id}.json").write_text(json.dumps(data))
+    (read,) = ResultStore(tmp_path).records()
+    assert read.curves == [] and read.id == record.id
+
+
+def test_each_fit_of_a_run_keeps_its_per_epoch_losses(cli, tmp_path, torch_state):
+    base = ("run", "--task", "toy-regression", "--epochs", "3", "--out", tmp_path, "--json", "-q")
+    (vbll,) = json.loads(cli(*base[:1], "vbll", *base[1:], "--set", "training=post").stdout)
+    assert [c["stage"] for c in vbll["curves"]] == ["Network", "RegressionHead"]  # post-training: net, then head
+    assert all(len(c["train"]) == 3 and all(isinstance(v, float) for v in c["train"]) for c in vbll["curves"])
+    (laplace,) = json.loads(cli(*base[:1], "laplace", *base[1:]).stdout)
+    assert laplace["curves"] == []  # its MAP network came from the cache: the run that trained it has the curve
+
+
+def test_a_fit_with_early_stopping_keeps_the_validation_curve_too():
+    import torch
+    from torch import nn
+
+    from uqbench.methods.base import FitContext
+    from uqbench.models import BackboneConfig
+    from uqbench.training import TrainConfig
+
+    x, y = torch.randn(64, 2), torch.randn(64, 1)
+    ctx = FitContext(TrainConfig(epochs=4, patience=10), BackboneConfig().spec((2,)))
+    net = nn.Linear(2, 1)
+    ctx.fit(net, lambda a, b: ((net(a) - b) ** 2).mean(), (x, y), val=(x, y),
+            val_loss_fn=lambda a, b: ((net(a) - b) ** 2).mean(1), stage="linear")
+    (curve,) = ctx.curves
+    assert curve["stage"] == "linear" and len(curve["train"]) == len(curve["val"]) == 4

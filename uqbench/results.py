@@ -83,6 +83,7 @@ class RunRecord:
     env: dict[str, Any] = field(default_factory=dict)  # versions, device, threads, platform, git commit
     created_at: str = ""
     predictions: str | None = None  # file name of the saved predictions (.npz) beside the record
+    curves: list[dict[str, Any]] = field(default_factory=list)  # per fit: {"stage", "train": [loss per epoch], "val"}
     schema: str = SCHEMA
 
     @property
@@ -150,14 +151,28 @@ RECORD_FIELDS = {
     "metrics": _dict_of(_optional(_is_number)), "warnings": lambda v: isinstance(v, list) and all(map(_is_str, v)),
     "n": _dict_of(_is_int), "timings_s": _dict_of(_is_number), "artifacts": _dict_of(_optional(_is_str)),
     "method_source": _is_str, "data_sha256": _dict_of(_is_str), "info": _ANY_DICT, "env": _ANY_DICT,
-    "created_at": _is_str, "predictions": _optional(_is_str), "schema": _is_str,
+    "created_at": _is_str, "predictions": _optional(_is_str),
+    "curves": lambda v: isinstance(v, list) and all(map(_is_curve, v)), "schema": _is_str,
 }
+OPTIONAL_FIELDS = {"curves": list}  # fields records written before them lack: name -> the default's factory
 
 
-def _check_fields(data: dict[str, Any], fields: dict[str, Any], where: str) -> None:
+def _is_curve(value: Any) -> bool:
+    """{"stage": str, "train": [number | null], "val": [number | null] | null} (nothing else)."""
+    def losses(v: Any) -> bool:
+        return isinstance(v, list) and all(x is None or _is_number(x) for x in v)
+
+    return (isinstance(value, dict) and set(value) == {"stage", "train", "val"} and _is_str(value["stage"])
+            and losses(value["train"]) and (value["val"] is None or losses(value["val"])))
+
+
+def _check_fields(data: dict[str, Any], fields: dict[str, Any], where: str,
+                  optional: dict[str, Any] | None = None) -> None:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise Unreadable(f"unknown field {where}{unknown[0]!r}")
+    for name, default in (optional or {}).items():
+        data.setdefault(name, default())
     for name, check in fields.items():
         if name not in data:
             raise Unreadable(f"no field {where}{name!r}")
@@ -193,7 +208,7 @@ def parse_record(text: str) -> RunRecord:
     if schema != SCHEMA:
         raise Unreadable(f"schema {str(schema)[:40]!r}, expected {SCHEMA!r}")
     stated = data.pop("id", None)
-    _check_fields(data, RECORD_FIELDS, "")
+    _check_fields(data, RECORD_FIELDS, "", OPTIONAL_FIELDS)
     _check_fields(data["key"], KEY_FIELDS, "key.")
     record = RunRecord.from_json(data)
     if stated is not None and stated != record.id:

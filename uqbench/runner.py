@@ -12,6 +12,7 @@ import dataclasses
 import datetime as _dt
 import functools
 import io
+import math
 import platform
 import subprocess
 import time
@@ -68,6 +69,11 @@ class RunOptions:
     refresh_since: float | None = None
     progress: Progress = field(default_factory=NullProgress)
     threads: int | None = None
+
+
+def _finite(values: list[float]) -> list[float | None]:
+    """Losses for JSON: a non-finite one as null."""
+    return [v if math.isfinite(v) else None for v in values]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -193,6 +199,8 @@ class Runner:
             record.info.update(getattr(predictor, "info", {}))
             record.info.setdefault("n_params", count_parameters(predictor))
             record.artifacts["backbone"] = next(iter(self.artifacts.used), None)
+            record.curves = [{**c, "train": _finite(c["train"]), "val": None if c["val"] is None else _finite(c["val"])}
+                             for c in ctx.curves]
         return predictor, outputs
 
     def _search(self, spec: RunSpec, task, label: str) -> tuple[dict[tuple[str, str], Any], dict[str, Any]]:

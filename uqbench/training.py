@@ -94,6 +94,7 @@ class TrainResult:
     final_loss: float
     best_val_loss: float | None = None
     history: list[float] = field(default_factory=list)  # mean training loss per epoch
+    val_history: list[float] = field(default_factory=list)  # validation loss per epoch (when early stopping is on)
 
 
 LossFn = Callable[..., Tensor]  # (*batch tensors) -> scalar loss
@@ -261,6 +262,7 @@ def fit_module(
             progress.advance(result.final_loss)
             if val is not None and val_loss_fn is not None and cfg.patience is not None:
                 current = evaluate_loss(module, val_loss_fn, val, cfg.batch_size)
+                result.val_history.append(current)
                 if result.best_val_loss is None or current < result.best_val_loss:
                     result.best_val_loss, bad_epochs = current, 0
                     best_state = copy.deepcopy(module.state_dict())

@@ -59,6 +59,7 @@ class FitContext:
             that the run fixes (task, data, recipe, backbone, seed, split, uqbench version).
         progress: receives training progress.
         train_transform: augmentation for training batches, from the task.
+        curves: every `fit` call's per-epoch losses, in order, as the record's `curves` keeps them (filled in).
     """
 
     recipe: TrainConfig
@@ -69,6 +70,7 @@ class FitContext:
     artifact_key: dict[str, Any] = field(default_factory=dict)
     progress: Progress = field(default_factory=NullProgress)
     train_transform: Callable[[Tensor, torch.Generator], Tensor] | None = None
+    curves: list[dict[str, Any]] = field(default_factory=list)
 
     def make_backbone(self, *, dropout: float = 0.0, spectral_norm: float | None = None,
                       input_dropout: float = 0.0) -> nn.Module:
@@ -79,13 +81,17 @@ class FitContext:
     def fit(self, module: nn.Module, loss_fn: Callable[..., Tensor], data: tuple[Tensor, ...], **kwargs: Any) -> TrainResult:
         """`uqbench.training.fit_module` with this run's recipe, seed, progress and augmentation.
 
-        Keyword arguments override those of `fit_module` (e.g. `cfg=` a modified TrainConfig, `params=`).
+        Keyword arguments override those of `fit_module` (e.g. `cfg=` a modified TrainConfig, `params=`);
+        `stage` names the curve this call adds to `curves` (default: the module's class name).
         """
+        stage = kwargs.pop("stage", type(module).__name__)
         kwargs.setdefault("cfg", self.recipe)
         kwargs.setdefault("seed", self.seed)
         kwargs.setdefault("progress", self.progress)
         kwargs.setdefault("batch_transform", self.train_transform)
-        return fit_module(module, loss_fn, data, **kwargs)
+        result = fit_module(module, loss_fn, data, **kwargs)
+        self.curves.append({"stage": stage, "train": list(result.history), "val": list(result.val_history) or None})
+        return result
 
 
 class Method(ABC):
