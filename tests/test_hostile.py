@@ -653,7 +653,7 @@ def _on_record(command: tuple[str, ...], name: str) -> Row:
         ), corrupt(name), stdout=r"changes beyond tolerance, runs missing.*two-moons .* map .* missing.*")
     if command is PLOT:
         return Row(label, command, 0, (note + "; ignored",), corrupt(name),
-                   stdout=r"{figs}/two-moons/map-reliability\.png\n{figs}/two-moons/map-ood\.png\n")
+                   stdout=r"{figs}/two-moons/reliability\.png\n{figs}/two-moons/ood\.png\n")
     return Row(label, command, 0, (note + "; ignored",), corrupt(name),
                stdout=r"two-moons \(rank by nll\).* missing .*map .* 1 .*")
 
@@ -702,7 +702,16 @@ PLOTS = [
     _npz_row("a symlink", _symlink_npz,
              r"NotARegularFile: {npz}: a symbolic link \(not followed\)"),
     _npz_row("a directory", _directory_npz, r"NotARegularFile: {npz}: not a regular file"),
+    _npz_row("a dense grid with class probabilities",
+             _npz(lambda a: a.update(grid_x=np.zeros((4, 1)), grid_mean=np.zeros((4, 1)), grid_var=np.ones((4, 1)))),
+             r"array grid_x: a dense grid belongs to regression predictions only"),
     bad("plot --kind bogus", (*PLOT, "--kind", "bogus"), r"--kind 'bogus': expected one of reliability, bands, ood"),
+    bad("plot --format jpg", (*PLOT, "--format", "jpg"), r"--format 'jpg': expected one of png, pdf, svg"),
+    bad("plot --dpi 0", (*PLOT, "--dpi", "0"), r"--dpi 0: expected a whole number of dots per inch from 10 to 600"),
+    bad("plot --dpi 100000", (*PLOT, "--dpi", "100000"),
+        r"--dpi 100000: expected a whole number of dots per inch from 10 to 600"),
+    bad("plot --dpi 1.5", (*PLOT, "--dpi", "1.5"),
+        r"Invalid value for '--dpi': .*valid integer.* \(see `uqbench .*--help`\)"),
     bad("plot --kind without a value", (*PLOT, "--kind"), r"Option '--kind' requires an argument \(see `uqbench .*--help`\)"),
     bad("plot --results missing", ("plot", "--results", "{missing}", "--out", "{figs}"),
         r"--results '{missing}': no such directory"),

@@ -554,35 +554,38 @@ def check(
 @app.command()
 def plot(
     results: Annotated[Path, typer.Option("--results", help="Results directory with saved predictions.")] = Path("results"),
-    out: Annotated[Optional[Path], typer.Option("--out", help="Where to write PNG files (default: RESULTS/plots).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Where to write the figures (default: RESULTS/plots).")] = None,
     tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated tasks (default: all).")] = None,
     methods: Annotated[Optional[str], typer.Option("--methods", help="Comma-separated methods (default: all).")] = None,
     kind: Annotated[
         Optional[list[str]], typer.Option("--kind", help="reliability, bands or ood (repeatable; default: all).")
     ] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Figure file format: png, pdf or svg.")] = "png",
+    dpi: Annotated[int, typer.Option("--dpi", help="Resolution of PNG figures (and of images inside PDF/SVG).")] = 150,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Draw reliability diagrams, 1-D regression bands and OOD-score histograms from saved predictions."""
+    """Draw figures that compare methods from saved predictions: reliability, 1-D regression bands, OOD scores."""
     from uqbench.errors import DataError
     from uqbench.files import subdir
-    from uqbench.plots import KINDS, collect, draw, write
+    from uqbench.plots import KINDS, check_output, collect, draw, write
     from uqbench.results import ResultStore
 
     with user_errors():
         for name in kind or ():
             if name not in KINDS:
                 raise BadConfig(f"--kind {name!r}: expected one of {', '.join(KINDS)}")
+        check_output(fmt, dpi)
         task_names, method_names = _names(tasks, "--tasks"), _names(methods, "--methods")
         if not results.is_dir():
             raise DataError(f"--results {str(results)!r}: no such directory")
-        store, missing = ResultStore(results), []
-        runs = collect(_selected(store.records(), task_names, method_names, results), results, missing)
-        figures = draw(runs, tuple(dict.fromkeys(kind or KINDS)), data_dir)
+        store, notes = ResultStore(results), []
+        runs = collect(_selected(store.records(), task_names, method_names, results), results, notes)
+        figures = draw(runs, tuple(dict.fromkeys(kind or KINDS)), data_dir, notes)
         target = out or subdir(results, "plots")
         ensure_writable(target)
-        paths = write(figures, target)
+        paths = write(figures, target, fmt, dpi)
     _print_notes(_stderr(), store)
-    for line in missing:
+    for line in notes:
         _stderr().print(f"note: {one_line(line)}", highlight=False, markup=False)
     for path in paths:
         typer.echo(str(path))

@@ -1,26 +1,32 @@
-"""Figures from saved predictions (`--save-predictions`): reliability diagrams, 1-D regression bands, OOD-score
-histograms. PNG files drawn with matplotlib's Agg canvas (no pyplot, no global state).
+"""Figures that compare methods, from saved predictions (`--save-predictions`): per task one reliability figure,
+one figure of predictive bands (regression with one input) and one of OOD-score distributions, each with every
+method of the task in it (`uqbench.figures` draws them). PNG, PDF or SVG, drawn with matplotlib's Agg canvas (no
+pyplot, no global state).
 
-A reliability diagram pools the runs of one (task, method, config) that saved predictions; the regression band
-and the OOD histograms show the run with the lowest (seed, split). Regression predictions are saved as mean and variance (a
-mixture's moments), so the regression reliability curve treats each prediction as that Gaussian.
+A reliability figure pools the runs of one (task, method, config) that saved predictions; the bands and the OOD
+scores show each method's run with the lowest (seed, split). Regression predictions are saved as mean and variance
+(a mixture's moments), so the regression figures treat each prediction as that Gaussian.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from uqbench import npz
-from uqbench.errors import DataError
+from uqbench.errors import BadConfig, DataError
 from uqbench.files import read_bytes, subdir, write_atomic
 from uqbench.results import RunRecord
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 KINDS = ("reliability", "bands", "ood")
-BINS = 15  # equal-width confidence bins, as the ECE metric uses
-CMAP = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+FORMATS = ("png", "pdf", "svg")
+DPI = (10, 600)  # the dots per inch `--dpi` accepts, inclusive
 
 
 @dataclass
@@ -63,7 +69,7 @@ def collect(records: list[RunRecord], results: Path, notes: list[str] | None = N
     for task, method, _ in groups:
         methods_per_task[task, method] = methods_per_task.get((task, method), 0) + 1
     out = []
-    for (task, method, cid), recs in groups.items():
+    for (task, method, cid), recs in sorted(groups.items()):
         recs = sorted(recs, key=lambda r: (r.key.seed, r.key.split))
         label = method if methods_per_task[task, method] == 1 else f"{method}-{cid[:8]}"
         arrays = [load_predictions(results / r.predictions) for r in recs]  # type: ignore[operator]
@@ -79,8 +85,9 @@ def load_predictions(path: Path) -> dict[str, np.ndarray]:
 
     Read without following links and without unpickling (`uqbench.npz.parse`: no object arrays, at most
     MAX_PREDICTIONS_BYTES judged from the headers). Expected: `targets` [N] and `score` [N], then `probs` [N, C] or
-    `mean` and `var` [N, D], and per OOD set the same arrays prefixed `ood_<name>_` (see the README), every value
-    finite (probabilities in [0, 1], variances >= 0, class targets in 0 .. C-1).
+    `mean` and `var` [N, D], per OOD set the same arrays prefixed `ood_<name>_` (see the README), and for regression
+    optionally the dense grid `grid_x` [G, 1], `grid_mean` and `grid_var` [G, D]; every value finite (probabilities
+    in [0, 1], variances >= 0, class targets in 0 .. C-1).
     """
     try:
         arrays = npz.parse(read_bytes(path, MAX_PREDICTIONS_BYTES), MAX_PREDICTIONS_BYTES)
@@ -88,7 +95,7 @@ def load_predictions(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: not a saved-predictions file ({type(exc).__name__}: {exc})") from None
     except npz.NotAnArchive as exc:
         raise DataError(f"{path}: not a saved-predictions file ({exc})") from None
-    problem = _shape_problem(arrays) or _value_problem(arrays)
+    problem = _shape_problem(arrays) or _grid_problem(arrays) or _value_problem(arrays)
     if problem:
         raise DataError(f"{path}: not a saved-predictions file ({problem})")
     return arrays
@@ -108,6 +115,23 @@ def _shape_problem(arrays: dict[str, np.ndarray]) -> str | None:
             a = arrays.get(prefix + part)
             if a is None or a.ndim != 2 or len(a) != rows or a.dtype.kind != "f":
                 return f"array {prefix}{part} missing or not a float [{rows}, K] array"
+    return None
+
+
+def _grid_problem(arrays: dict[str, np.ndarray]) -> str | None:
+    """What is wrong with a predictions file's optional dense grid (`grid_x`, `grid_mean`, `grid_var`), or None."""
+    names = [n for n in ("grid_x", "grid_mean", "grid_var") if n in arrays]
+    if not names:
+        return None
+    if "mean" not in arrays:
+        return f"array {names[0]}: a dense grid belongs to regression predictions only"
+    x, d = arrays.get("grid_x"), arrays["mean"].shape[1]
+    if x is None or x.ndim != 2 or x.shape[1] != 1 or len(x) < 2 or x.dtype.kind != "f":
+        return "array grid_x missing or not a float [G, 1] array (G >= 2)"
+    for part in ("grid_mean", "grid_var"):
+        a = arrays.get(part)
+        if a is None or a.shape != (len(x), d) or a.dtype.kind != "f":
+            return f"array {part} missing or not a float [{len(x)}, {d}] array"
     return None
 
 
@@ -137,29 +161,42 @@ APPLIES = {  # what a kind needs, for the message when no run has it
 }
 
 
+def check_output(fmt: str, dpi: int) -> None:
+    """BadConfig unless `fmt` is one of FORMATS and `dpi` lies in the DPI range."""
+    if fmt not in FORMATS:
+        raise BadConfig(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if not DPI[0] <= dpi <= DPI[1]:
+        raise BadConfig(f"--dpi {dpi}: expected a whole number of dots per inch from {DPI[0]} to {DPI[1]}")
+
+
 @dataclass
 class Drawn:
-    """One figure, not yet written: `<task>/<label>-<kind>.png` under the output folder."""
+    """One figure, not yet written: `<task>/<kind>.<format>` under the output folder."""
 
     task: str
-    label: str
     kind: str
-    figure: object
+    figure: Figure
 
 
-def draw(runs: list[Runs], kinds: tuple[str, ...] = KINDS, data_dir: Path | None = None) -> list[Drawn]:
-    """Every figure of `kinds` that applies to each group; DataError when none does."""
+def draw(runs: list[Runs], kinds: tuple[str, ...] = KINDS, data_dir: Path | None = None,
+         notes: list[str] | None = None) -> list[Drawn]:
+    """Every figure of `kinds` that applies to each task, all of its methods in one figure; DataError when none
+    does. Lines appended to `notes`: a group left out of its task's figures (predictions of another kind than the
+    first group's) and bands drawn without a dense grid."""
+    from uqbench import figures
+
+    notes = notes if notes is not None else []
     drawn = []
-    for group in runs:
-        figures = {
-            "reliability": lambda g=group: reliability(g),
-            "bands": lambda g=group: bands(g, data_dir),
-            "ood": lambda g=group: ood_histograms(g),
+    for task, groups in _by_task(runs, notes).items():
+        makers = {
+            "reliability": lambda g=groups: figures.reliability(g),
+            "bands": lambda g=groups: figures.bands(g, data_dir, notes),
+            "ood": lambda g=groups: figures.ood(g),
         }
         for kind in kinds:
-            fig = figures[kind]()
+            fig = makers[kind]()
             if fig is not None:
-                drawn.append(Drawn(group.task, group.label, kind, fig))
+                drawn.append(Drawn(task, kind, fig))
     if not drawn:
         held = ", ".join(sorted({g.task for g in runs}))
         need = "; ".join(f"{kind} needs {APPLIES[kind]}" for kind in kinds)
@@ -167,146 +204,28 @@ def draw(runs: list[Runs], kinds: tuple[str, ...] = KINDS, data_dir: Path | None
     return drawn
 
 
-def write(drawn: list[Drawn], out: Path) -> list[Path]:
-    """Write the figures as `<out>/<task>/<label>-<kind>.png`; returns their paths."""
+def _by_task(runs: list[Runs], notes: list[str]) -> dict[str, list[Runs]]:
+    """The groups of each task whose predictions are of the kind (classes or Gaussians) of its first group's; a
+    line in `notes` for each group left out."""
+    tasks: dict[str, list[Runs]] = {}
+    for group in runs:
+        same = tasks.setdefault(group.task, [])
+        if not same or ("probs" in group.arrays[0]) == ("probs" in same[0].arrays[0]):
+            same.append(group)
+        else:
+            notes.append(f"{group.label} on {group.task} is not drawn: its predictions are of another kind than "
+                         f"those of {same[0].label} (plot it alone with --methods)")
+    return tasks
+
+
+def write(drawn: list[Drawn], out: Path, fmt: str = "png", dpi: int = 150) -> list[Path]:
+    """Write the figures as `<out>/<task>/<kind>.<fmt>` at `dpi` dots per inch; returns their paths."""
     written = []
     for d in drawn:
-        path = subdir(out, d.task) / f"{d.label}-{d.kind}.png"
-        write_atomic(path, lambda fh, f=d.figure: f.savefig(fh, format="png", dpi=110))
+        path = subdir(out, d.task) / f"{d.kind}.{fmt}"
+        write_atomic(path, lambda fh, f=d.figure: f.savefig(fh, format=fmt, dpi=dpi))
         written.append(path)
     return written
 
 
-def _figure(width: float, height: float, rows: int = 1, ratios: tuple[float, ...] | None = None):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, 1, sharex=True, gridspec_kw={"height_ratios": ratios} if ratios else None)
-    return fig, axes
-
-
-def reliability(runs: Runs):
-    """Classification: accuracy per confidence bin against the diagonal, with the bin counts below.
-    Regression: observed against nominal coverage of the central intervals of the predictive Gaussian."""
-    if "probs" in runs.arrays[0]:
-        return _reliability_classification(runs)
-    return _reliability_regression(runs)
-
-
-def _reliability_classification(runs: Runs):
-    probs, targets = runs.pooled("probs"), runs.pooled("targets").astype(int)
-    conf, correct = probs.max(1), probs.argmax(1) == targets
-    edges = np.linspace(0.0, 1.0, BINS + 1)
-    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, BINS - 1)
-    count = np.bincount(which, minlength=BINS)
-    acc = np.bincount(which, weights=correct, minlength=BINS) / np.maximum(count, 1)
-    mean_conf = np.bincount(which, weights=conf, minlength=BINS) / np.maximum(count, 1)
-    centers, width, used = (edges[:-1] + edges[1:]) / 2, 1.0 / BINS, count > 0
-
-    fig, (top, bottom) = _figure(5.0, 5.6, rows=2, ratios=(3, 1))
-    top.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
-    top.bar(centers[used], acc[used], width=width, edgecolor="black", color="tab:blue", alpha=0.8, label="accuracy")
-    top.bar(centers[used], (mean_conf - acc)[used], bottom=acc[used], width=width, color="tab:red", alpha=0.3,
-            hatch="//", edgecolor="tab:red", label="gap to mean confidence")
-    ece = runs.metric("ece")
-    top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
-            title=f"{runs.label} on {runs.task}" + (f" — ECE {ece:.4f}" if ece is not None else ""))
-    top.legend(loc="upper left", fontsize=8)
-    bottom.bar(centers, count, width=width, color="grey", edgecolor="black")
-    bottom.set(xlabel=f"confidence (top label, {BINS} bins)", ylabel="predictions")
-    return fig
-
-
-def _reliability_regression(runs: Runs):
-    from scipy import stats
-
-    mean, var, y = runs.pooled("mean"), runs.pooled("var"), runs.pooled("targets")
-    z = np.abs(y - mean) / np.sqrt(var)
-    nominal = np.linspace(0.05, 0.95, 19)
-    observed = np.array([(z <= stats.norm.ppf(0.5 + p / 2)).mean() for p in nominal])
-    fig, ax = _figure(5.0, 5.0)
-    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
-    ax.plot(nominal, observed, marker="o", color="tab:blue", label="observed")
-    ax.set(xlabel="nominal coverage of the central interval", ylabel="observed coverage", xlim=(0, 1), ylim=(0, 1),
-           title=f"{runs.label} on {runs.task} ({len(y)} test targets)")
-    ax.legend(loc="upper left", fontsize=8)
-    return fig
-
-
-def bands(runs: Runs, data_dir: Path | None = None):
-    """1-D regression: predictive mean ± 2σ over the test and OOD inputs, with the training data; None otherwise.
-
-    The inputs are not saved with the predictions, so the task is loaded again from the record's key.
-    """
-    first, arrays = runs.records[0], runs.arrays[0]
-    if "mean" not in arrays or arrays["mean"].shape[1] != 1:
-        return None
-    data = _reload(first, data_dir)
-    if data.in_shape != (1,):
-        return None
-    if len(arrays["mean"]) != len(data.test):
-        raise DataError(f"{first.predictions}: {len(arrays['mean'])} predictions, but the run's test set has "
-                        f"{len(data.test)} inputs: not this run's predictions")
-    xs, means, variances = [data.test.x[:, 0].numpy()], [arrays["mean"][:, 0]], [arrays["var"][:, 0]]
-    for name, x in data.ood.items():
-        if f"ood_{name}_mean" in arrays:
-            xs.append(x[:, 0].numpy())
-            means.append(arrays[f"ood_{name}_mean"][:, 0])
-            variances.append(arrays[f"ood_{name}_var"][:, 0])
-    x, mean, sd = np.concatenate(xs), np.concatenate(means), np.sqrt(np.concatenate(variances))
-    order = np.argsort(x)
-    y_train = (data.train.y * data.target_scale + data.target_loc)[:, 0].numpy()
-
-    fig, ax = _figure(7.0, 4.2)
-    ax.fill_between(x[order], (mean - 2 * sd)[order], (mean + 2 * sd)[order], color="tab:blue", alpha=0.25,
-                    label="mean ± 2σ")
-    ax.plot(x[order], mean[order], color="tab:blue", lw=1.5, label="predictive mean")
-    ax.scatter(data.train.x[:, 0].numpy(), y_train, s=6, color="black", alpha=0.5, label="training data")
-    lo, hi = np.percentile(y_train, [0.5, 99.5])
-    pad = 1.5 * (hi - lo)
-    ax.set(xlabel="x (standardised)", ylabel="y", ylim=(lo - pad, hi + pad),
-           title=f"{runs.label} on {runs.task}, seed {first.key.seed} split {first.key.split}")
-    ax.legend(loc="upper left", fontsize=8)
-    return fig
-
-
-def _reload(record: RunRecord, data_dir: Path | None):
-    from uqbench.spec import RunSpec
-
-    spec = RunSpec.from_key(record.key)
-    return spec.make_task(data_dir).load(spec.seed, spec.split)
-
-
-def ood_histograms(runs: Runs):
-    """Histograms of the OOD score on the test inputs and on each OOD set of the run with the lowest
-    (seed, split) — scores of different runs need not share a scale; None without OOD sets."""
-    first, arrays = runs.records[0], runs.arrays[0]
-    names = [k[len("ood_") : -len("_score")] for k in arrays if k.startswith("ood_") and k.endswith("_score")]
-    if not names:
-        return None
-    scores = {"test (in-distribution)": arrays["score"]}
-    for name in names:
-        auroc = first.metrics.get(f"ood.{name}.auroc")
-        scores[f"{name}" + (f" (AUROC {auroc:.3f})" if auroc is not None else "")] = arrays[f"ood_{name}_score"]
-    every = np.concatenate(list(scores.values()))
-    lo, hi = float(every.min()), float(every.max())
-    log = lo > 0 and hi / lo > 1e3
-    if hi <= lo:  # every score equal (e.g. a constant predictive variance)
-        lo, hi = lo - 0.5, hi + 0.5
-    edges = np.geomspace(lo, hi, 41) if log else np.linspace(lo, hi, 41)
-    fig, ax = _figure(6.0, 4.0)
-    for (label, s), color in zip(scores.items(), CMAP):
-        weights = np.full(len(s), 1.0 / len(s))
-        ax.hist(s, bins=edges, weights=weights, histtype="stepfilled", alpha=0.3, color=color)
-        ax.hist(s, bins=edges, weights=weights, histtype="step", lw=1.5, color=color, label=label)
-    if log:
-        ax.set_xscale("log")
-    ax.set(xlabel="OOD score (higher = more out-of-distribution)", ylabel="fraction of inputs",
-           title=f"{runs.label} on {runs.task}, seed {first.key.seed} split {first.key.split}")
-    ax.legend(fontsize=8)
-    return fig
-
-
-__all__ = ["KINDS", "Drawn", "Runs", "bands", "collect", "draw", "ood_histograms", "reliability", "write"]
+__all__ = ["FORMATS", "KINDS", "Drawn", "Runs", "check_output", "collect", "draw", "load_predictions", "write"]

@@ -157,8 +157,11 @@ class Runner:
             record.metrics, record.warnings = clean_metrics(metrics)
             record.timings_s["evaluate"] = time.perf_counter() - t0
             if self.options.save_predictions:
+                phase[0] = "predict"
+                with seeded(spec.seed):
+                    grid = predict_grid(predictor, data, self.device)
                 record.predictions = f"{key.id}.npz"
-                save_predictions(self.options.out / record.predictions, outputs)
+                save_predictions(self.options.out / record.predictions, outputs, grid)
         except UserError as exc:  # the environment or a setting this machine cannot run: not a result
             record.status, record.metrics = "error", {}
             record.error = {"phase": phase[0], "type": type(exc).__name__, "message": str(exc)}
@@ -294,13 +297,41 @@ def _to_cpu(p: Prediction) -> Prediction:
     return type(p)(**fields)
 
 
-def save_predictions(path: Path, out: Outputs) -> None:
-    """Write the predictions as .npz (see the README for the array names)."""
+GRID_POINTS = 400  # the dense input grid whose predictions are saved for regression tasks with one input
+GRID_MARGIN = 0.1  # how far the grid reaches beyond the inputs, as a fraction of their range, at each end
+
+
+def input_grid(data: TaskData) -> Tensor | None:
+    """GRID_POINTS evenly spaced inputs [G, 1] in the task's input units, spanning the training inputs and every OOD
+    set with a margin of GRID_MARGIN of that range at each end; None unless the task is regression with one input."""
+    if data.kind != "regression" or data.in_shape != (1,):
+        return None
+    seen = torch.cat([data.train.x, *data.ood.values()])[:, 0]
+    lo, hi = float(seen.min()), float(seen.max())
+    margin = GRID_MARGIN * (hi - lo) or 1.0  # one distinct input: a grid of width 2 around it
+    return torch.linspace(lo - margin, hi + margin, GRID_POINTS, dtype=data.train.x.dtype)[:, None]
+
+
+def predict_grid(predictor: Predictor, data: TaskData, device: torch.device) -> tuple[Tensor, Prediction] | None:
+    """The predictions on `input_grid(data)` in original target units, with the grid; None where it has none."""
+    x = input_grid(data)
+    if x is None:
+        return None
+    pred, _ = _predict(predictor, x, device)
+    return x, pred.rescale(data.target_loc, data.target_scale)
+
+
+def save_predictions(path: Path, out: Outputs, grid: tuple[Tensor, Prediction] | None = None) -> None:
+    """Write the predictions as .npz (see the README for the array names); with `grid` (inputs [G, 1], their
+    predictions) also `grid_x`, `grid_mean` and `grid_var`."""
     arrays: dict[str, np.ndarray] = {"targets": out.targets.numpy(), "score": out.score.numpy()}
     arrays.update(_arrays("", out.test))
     for name, pred in out.ood.items():
         arrays.update(_arrays(f"ood_{name}_", pred))
         arrays[f"ood_{name}_score"] = out.ood_scores[name].numpy()
+    if grid is not None:
+        arrays["grid_x"] = grid[0].numpy()
+        arrays.update(_arrays("grid_", grid[1]))
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     write_atomic(path, buffer.getvalue())

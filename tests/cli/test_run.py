@@ -89,3 +89,38 @@ def test_threads_sets_and_records_torchs_thread_count_and_restores_it(cli, tmp_p
     for bad in ("0", "-2", "5000"):
         refused = cli("run", "map", "--task", "two-moons", "--threads", bad, "--out", tmp_path)
         assert refused.exit_code == 2 and refused.stderr == f"error: --threads {bad}: must be between 1 and 4096\n"
+
+
+def _saved(cli, out, *args):
+    """The saved arrays and the reloaded data of the one run `run map ... --save-predictions` makes."""
+    from uqbench.results import ResultStore
+    from uqbench.spec import RunSpec
+
+    assert cli("run", "map", *args, "--out", out, "--save-predictions", "--epochs", "2", "--quiet").exit_code == 0
+    (record,) = ResultStore(out).records()
+    spec = RunSpec.from_key(record.key)
+    return np.load(out / record.predictions), spec.make_task(None).load(spec.seed, spec.split)
+
+
+def test_save_predictions_adds_a_dense_grid_for_regression_with_one_input(cli, tmp_path):
+    arrays, data = _saved(cli, tmp_path, "--task", "toy-regression", "--set", "n_train=64", "--set", "n_test=32")
+    x = arrays["grid_x"]
+    assert x.shape == (400, 1) and arrays["grid_mean"].shape == arrays["grid_var"].shape == (400, 1)
+    step = np.diff(x[:, 0])
+    assert step[0] > 0 and np.allclose(step, step[0], rtol=1e-3)  # evenly spaced (float32)
+    seen = np.concatenate([data.train.x.numpy(), *(v.numpy() for v in data.ood.values())])[:, 0]
+    margin = 0.1 * (seen.max() - seen.min())
+    assert np.isclose(x.min(), seen.min() - margin, atol=1e-5) and np.isclose(x.max(), seen.max() + margin, atol=1e-5)
+    assert np.isfinite(arrays["grid_mean"]).all() and (arrays["grid_var"] > 0).all()
+    # original target units, as `mean`: the grid's predictions bracket the test predictions' range
+    assert arrays["grid_mean"].min() <= arrays["mean"].min() and arrays["grid_mean"].max() >= arrays["mean"].max()
+
+
+def test_no_grid_for_classification_or_several_inputs(cli, tmp_path):
+    rows = "\n".join(f"{i % 7},{i % 5},{(i % 7) * 0.5 + (i % 5) * 0.1:.2f}" for i in range(60))
+    (tmp_path / "two.csv").write_text("a,b,y\n" + rows + "\n")
+    arrays, data = _saved(cli, tmp_path / "csv", "--task", "csv", "--set", f"path={tmp_path / 'two.csv'}",
+                          "--set", "target=y", "--set", "kind=regression")
+    assert data.in_shape == (2,) and "mean" in arrays and not {"grid_x", "grid_mean", "grid_var"} & set(arrays.files)
+    arrays, _ = _saved(cli, tmp_path / "moons", "--task", "two-moons", "--set", "n_train=64", "--set", "n_test=32")
+    assert "probs" in arrays and not {"grid_x", "grid_mean", "grid_var"} & set(arrays.files)

@@ -54,6 +54,8 @@ class TaskData:
         ood: name -> OOD inputs [N_ood, *in_shape], in the same units as `train.x`.
         out_dim: number of classes, or number of regression targets D.
         target_loc, target_scale: regression only, [D]: original = loc + scale * standardised.
+        input_loc, input_scale: [*in_shape]: original = loc + scale * the inputs given here; None when the task
+            gives its inputs unscaled or does not say (figures then label the inputs as given).
         train_transform: optional augmentation `(x_batch, generator) -> x_batch` for training batches.
         data_sha256: what the data came from, exactly as `Task.fingerprint(split)` names it (file -> sha256, or
             'generated/<version>' for synthetic data); the runner checks the two agree.
@@ -68,6 +70,8 @@ class TaskData:
     ood: dict[str, Tensor] = field(default_factory=dict)
     target_loc: Tensor | None = None
     target_scale: Tensor | None = None
+    input_loc: Tensor | None = None
+    input_scale: Tensor | None = None
     train_transform: Callable[[Tensor, torch.Generator], Tensor] | None = None
     data_sha256: dict[str, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)

@@ -176,13 +176,16 @@ class OwnDataTask(Task):
                             out_dim=len(table.classes), ood=ood, data_sha256=fingerprint,
                             info={"classes": list(table.classes)})
         y_loc, y_scale = table.y[train].mean(0), table.y[train].std(0)
+        scaling = ({"input_loc": torch.as_tensor(x_loc, dtype=torch.float32),
+                    "input_scale": torch.as_tensor(x_scale, dtype=torch.float32)} if self.config.standardize else {})
 
         def targets(rows: np.ndarray) -> torch.Tensor:
             return torch.as_tensor((table.y[rows] - y_loc) / y_scale, dtype=torch.float32)
 
         return TaskData("regression", Split(inputs(table.x[train]), targets(train)), Split(inputs(table.x[test]), targets(test)),
                         out_dim=table.y.shape[1], ood=ood, target_loc=torch.as_tensor(y_loc, dtype=torch.float32),
-                        target_scale=torch.as_tensor(y_scale, dtype=torch.float32), data_sha256=fingerprint)
+                        target_scale=torch.as_tensor(y_scale, dtype=torch.float32), data_sha256=fingerprint,
+                        **scaling)
 
     # -- reading --------------------------------------------------------------------------------------------
     def table(self) -> Table:

@@ -18,9 +18,14 @@ from uqbench.tasks.base import Split, Task, TaskData, tasks
 from uqbench.training import TrainConfig
 
 
+def scaling(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The training array's per-column mean and standard deviation [F] (the latter never 0)."""
+    return train.mean(0), train.std(0) + 1e-12
+
+
 def standardise(train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
     """Scale every array with the training array's per-column mean and standard deviation."""
-    loc, scale = train.mean(0), train.std(0) + 1e-12
+    loc, scale = scaling(train)
     return tuple((a - loc) / scale for a in (train, *others))
 
 
@@ -68,6 +73,7 @@ class ToyRegression(Task):
         y_tr, y_te = target(x_tr), target(x_te)
         x_gap, x_far = rng.uniform(-1.0, 1.0, size=(200, 1)), clusters(200, 6.0, 8.0)
         x_tr_s, x_te_s, x_gap_s, x_far_s = standardise(x_tr, x_te, x_gap, x_far)
+        x_loc, x_scale = scaling(x_tr)
         y_loc, y_scale = y_tr.mean(0), y_tr.std(0)
         return TaskData(
             kind="regression",
@@ -77,6 +83,8 @@ class ToyRegression(Task):
             ood={"gap": _float(x_gap_s), "far": _float(x_far_s)},
             target_loc=_float(y_loc),
             target_scale=_float(y_scale),
+            input_loc=_float(x_loc),
+            input_scale=_float(x_scale),
             data_sha256=self.fingerprint(split),
         )
 
