@@ -212,6 +212,12 @@ CORRUPT: dict[str, tuple[Callable[[Ctx], bytes] | Setup, str]] = {
     "symlink": (_symlink_record, r"a symbolic link \(not followed\)"),
     "directory": (_directory_record, r"not a regular file"),
     "not UTF-8": (lambda c: c.record.read_bytes().replace(b'"builtin"', b'"built\xe9n"', 1), r"not UTF-8 text"),
+    "created_at not a time": (_with(lambda d: d.update(created_at="9999")),
+                              r"field 'created_at' has a wrong type or value \('9999'\)"),
+    "ok with an error": (_with(lambda d: d.update(error={"phase": "fit", "type": "X", "message": "m"})),
+                         r"status 'ok' with an error"),
+    "a key twice": (lambda c: c.record.read_bytes().rstrip()[:-1] + b', "status": "failed"}\n',
+                    r"the key 'status' appears twice in one object"),
 }
 
 
@@ -889,7 +895,59 @@ REPRODUCE_ROWS = [
         r"uci-boston: file not found: {afile}/bostonHousing/data/data\.txt .*"),
 ]
 
-ROWS = OPTION_VALUES + USAGE + CONFIG_FILES + STORES + PLOTS + CHECKS + PATHS + REPRODUCE_ROWS
+def _zero_link(name: str) -> Setup:
+    """{name} (a path of the row's folder) made a link to /dev/zero: a file of endless bytes."""
+    return lambda c: c.paths[name].symlink_to("/dev/zero")
+
+
+IGNORED = r"would do nothing: give (it|them) without {mode}, or leave (it|them) out"
+SECOND_SWEEP = [  # what the second hostile sweep found, kept as rows
+    bad("check: a baseline linked to /dev/zero", ("check", "{cfg}", "--results", "{store}"),
+        r"baseline '{cfg}': cannot read it \(not a regular file\)", _zero_link("cfg")),
+    bad("run --config linked to /dev/zero", (*RUN, "--config", "{cfg}"),
+        r"{cfg}: cannot read it \(not a regular file\)", _zero_link("cfg")),
+    bad("reproduce a protocol linked to /dev/zero", ("reproduce", "{proto}", "--no-run", "--out", "{store}"),
+        r"{proto}: cannot read it \(not a regular file\)", _zero_link("proto")),
+    bad("compare --no-run --force", (*NO_RUN, "--force"),
+        r"--no-run runs nothing, so --force " + IGNORED.format(mode="--no-run")),
+    bad("compare --no-run --jobs 2 --save-predictions", (*NO_RUN, "--jobs", "2", "--save-predictions"),
+        r"--no-run runs nothing, so --save-predictions, --jobs " + IGNORED.format(mode="--no-run")),
+    bad("compare --dry-run --no-run", (*NO_RUN, "--dry-run"),
+        r"--dry-run runs nothing, so --no-run " + IGNORED.format(mode="--dry-run")),
+    bad("run --dry-run --force --threads 1", (*RUN, "--dry-run", "--force", "--threads", "1"),
+        r"--dry-run runs nothing, so --force, --save-predictions, --threads " + IGNORED.format(mode="--dry-run")),
+    bad("reproduce --no-run --jobs 2", (*REPRODUCE, "--jobs", "2"),
+        r"--no-run runs nothing, so --jobs " + IGNORED.format(mode="--no-run")),
+    bad("run --device cuda without one, into a new folder", ("run", "map", "--task", "two-moons", "--device", "cuda",
+                                                              "--out", "{missing}"),
+        r"--device cuda: no CUDA device is available; use --device cpu or auto"),
+    bad("run fp16 on the CPU, into a new folder", ("run", "map", "--task", "two-moons", "--device", "cpu", "--set",
+                                                    "precision=fp16", "--out", "{missing}"),
+        r"precision 'fp16' needs a CUDA device; this run is on cpu \(use bf16 or fp32\)"),
+    bad("compare --threads 0", (*COMPARE, "--threads", "0"), r"--threads 0: must be between 1 and 4096"),
+    bad("compare --executor ray --address nobody listens", (*COMPARE, "--executor", "ray", "--address", "127.0.0.1:1"),
+        r"--address '127\.0\.0\.1:1': no Ray cluster answers there \(Connection refused\)"),
+    bad("compare --executor ray --address not HOST:PORT", (*COMPARE, "--executor", "ray", "--address", "nowhere"),
+        r"--address 'nowhere': expected auto or HOST:PORT"),
+    Row("plot: a record of a method not installed", PLOT, 0,
+        (r"note: {store}/[0-9a-f]{{16}}\.json: unknown method 'nosuch'\..*; so run [0-9a-f]{{16}} \(nosuch on "
+         r"two-moons, seed 0 split 0\) is not drawn",), lambda c: _rekeyed(c, method="nosuch"), stdout=r"(.*\.png\n)+"),
+]
+
+
+def _rekeyed(c: Ctx, **changes: object) -> None:
+    """Seed 0's record (and predictions) under the key with `changes`: a valid record this installation cannot
+    rebuild (e.g. of a plugin method that is not installed)."""
+    from uqbench.results import RunKey
+
+    data = _record_json(c)
+    key = RunKey(**{**data["key"], **changes})
+    data.update(key={**data["key"], **changes}, id=key.id, predictions=f"{key.id}.npz")
+    c.npz.rename(c.store / f"{key.id}.npz")
+    c.record.unlink()
+    (c.store / f"{key.id}.json").write_text(json.dumps(data, indent=2))
+
+ROWS = OPTION_VALUES + USAGE + CONFIG_FILES + STORES + PLOTS + CHECKS + PATHS + REPRODUCE_ROWS + SECOND_SWEEP
 
 
 def test_the_table_is_large_and_its_names_unique():

@@ -210,3 +210,21 @@ class _Unprintable(BaseException):
 )
 def test_describe_is_one_line(exc, text):
     assert describe(exc) == text
+
+
+@pytest.mark.parametrize("value, off", [("1", True), ("true", True), ("YES", True), (" on ", True), ("", False),
+                                        ("0", False), ("false", False), ("No", False), ("off", False)])
+def test_uqbench_no_plugins_reads_the_usual_spellings(monkeypatch, value, off):
+    from uqbench.registry import plugins_disabled
+
+    monkeypatch.setenv("UQBENCH_NO_PLUGINS", value)
+    assert plugins_disabled() is off
+
+
+def test_uqbench_no_plugins_of_another_value_is_refused_not_guessed(monkeypatch):
+    from uqbench.errors import BadConfig
+    from uqbench.registry import plugins_disabled
+
+    monkeypatch.setenv("UQBENCH_NO_PLUGINS", "maybe")
+    with pytest.raises(BadConfig, match=r"^UQBENCH_NO_PLUGINS='maybe': expected 1, true, yes or on"):
+        plugins_disabled()

@@ -176,3 +176,18 @@ def test_another_architecture_drops_the_tasks_sizes():
     resnet = resolve("map", "digits", ["arch=resnet-small"]).backbone
     assert (resnet.width, resnet.depth) == (None, None)  # resnet-small's own defaults, not digits' 32-wide CNN
     assert resnet.spec((1, 8, 8)).width == 16
+
+
+@pytest.mark.parametrize("name", ["two-moons", "recipe"])
+def test_a_method_named_like_a_task_or_a_part_makes_its_settings_ambiguous_not_guessed(monkeypatch, name):
+    """A plugin may register a method under a task's or a part's name: a setting scoped by that name is refused."""
+    from uqbench.errors import BadConfig
+    from uqbench.methods import methods
+    from uqbench.methods.map import MAP
+    from uqbench.settings import parse_setting
+
+    monkeypatch.setitem(methods._items, name, type("Clash", (MAP,), {}))
+    meaning = "method and of a task" if name == "two-moons" else "part and of a method"
+    with pytest.raises(BadConfig, match=rf"^--set {name}\.lr=0\.1: '{name}' is the name of a {meaning}, so this "
+                                        "setting is ambiguous"):
+        parse_setting(f"{name}.lr=0.1")

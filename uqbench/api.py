@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Union
 
 from uqbench.errors import BadConfig, UserError
 from uqbench.results import RunRecord
-from uqbench.runner import RunOptions
+from uqbench.runner import RunOptions, check_runnable
 
 if TYPE_CHECKING:
     from uqbench.leaderboard import Leaderboard
@@ -81,6 +81,8 @@ def run(
     request = run_request(method, name, seeds, split, CommandLine(data_dir=data), _file(config))
     the_plan = _plan(request, (*task_settings, *_settings("run", settings)))
     check_threads(threads)
+    the_plan.prepare()
+    check_runnable(the_plan.specs, device)
     ensure_writable(Path(out))
     options = _options(out, device, data, save_predictions, force, retry, threads)
     return [record for _, record, _ in run_in_process(the_plan, options)]
@@ -145,6 +147,7 @@ def compare(
     request, _ = compare_request(line, _file(config))
     the_plan = _plan(request, (*task_settings, *_settings("compare", settings)))
     the_plan.prepare()
+    check_runnable(the_plan.specs, device)
     options = _options(out, device, data, save_predictions, force, retry, threads)
     store = ResultStore(options.out, quarantine=True)
     ensure_writable(store.root)

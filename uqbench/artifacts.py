@@ -12,6 +12,7 @@ is restored afterwards, so a run gives the same result whether the artifact was 
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -82,7 +83,9 @@ class ArtifactCache:
         if self.refresh_since is not None and path.lstat().st_mtime < self.refresh_since:
             return None
         try:  # weights_only: a file holding anything but tensors (a pickled callable, say) is refused unread
-            stored = torch.load(reader(path), map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns about a foreign file's pickle protocol: it is retrained
+                warnings.simplefilter("ignore")
+                stored = torch.load(reader(path), map_location="cpu", weights_only=True)
         except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
             return None  # unreadable, truncated, a link or not weights: trained again and replaced
         if not isinstance(stored, dict) or stored.get("artifact") != label or not isinstance(stored.get("state"), dict):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from uqbench.errors import BadConfig, DataError
+from uqbench.files import MAX_TEXT_BYTES, read_bytes
 from uqbench.leaderboard import Leaderboard, Row, badness, build
 from uqbench.leaderboard_schema import SCHEMA, parse
 from uqbench.results import RunRecord
@@ -108,7 +109,7 @@ def load_baseline(path: Path) -> Leaderboard:
     """
     name = f"baseline {str(path)!r}"
     try:
-        raw = Path(path).read_bytes()
+        raw = read_bytes(Path(path), MAX_TEXT_BYTES, follow=True)
     except OSError as exc:
         raise DataError(f"{name}: cannot read it ({exc.strerror or exc})") from None
     try:

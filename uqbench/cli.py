@@ -134,13 +134,15 @@ def list_(
 def plugins(fmt: FormatOpt = "table") -> None:
     """List third-party plugins found through entry points, with their status; exit 1 when one is broken."""
     from uqbench.listing import plugin_rows
+    from uqbench.registry import plugins_disabled
     from uqbench.report import emit
 
     with user_errors():
         _check_format(fmt)
         columns, rows, broken = plugin_rows()
         if not rows and fmt == "table":
-            typer.echo("no plugins found" + (" (UQBENCH_NO_PLUGINS is set)" if os.environ.get("UQBENCH_NO_PLUGINS") else ""), err=True)
+            typer.echo("no plugins found" + (" (UQBENCH_NO_PLUGINS turns them off)" if plugins_disabled() else ""),
+                       err=True)
             return
         emit(_stdout(), columns, rows, fmt)  # type: ignore[arg-type]
     if broken:
@@ -200,12 +202,15 @@ def run(
     from uqbench.progress import make_progress
     from uqbench.report import emit, metric_rows
     from uqbench.results import ResultStore
-    from uqbench.runner import RunOptions
+    from uqbench.runner import RunOptions, check_runnable
     from uqbench.spec import plan
 
     err = _stderr()
     with user_errors():
         check_threads(threads)
+        if dry_run:
+            _nothing_to_do("--dry-run", force=force, save_predictions=save_predictions, no_retry=no_retry,
+                           threads=threads is not None)
         file = protocols.experiment(config) if config is not None else None
         line = CommandLine(settings=tuple(set_ or ()), epochs=epochs, data_dir=data_dir)
         the_plan = plan(run_request(method, task, seeds, split, line, file))
@@ -213,6 +218,7 @@ def run(
             _print_dry_run(the_plan, "json" if as_json else "table")
             return
         the_plan.prepare()  # data first: missing data must not leave an empty results folder behind
+        check_runnable(the_plan.specs, device)  # so must a device or precision this machine lacks
         ensure_writable(out)
         _note_problems(err, ResultStore(out, quarantine=True), the_plan)
         progress = make_progress(err, quiet or as_json)
@@ -295,7 +301,7 @@ def compare(
     from uqbench.leaderboard import build, provenance
     from uqbench.leaderboard_output import View, print_board
     from uqbench.results import ResultStore
-    from uqbench.runner import RunOptions
+    from uqbench.runner import RunOptions, check_runnable
     from uqbench.spec import plan
 
     err = _stderr()
@@ -304,6 +310,10 @@ def compare(
         view = View.parse(fmt, columns, no_cost, layout)
         check_parallel(jobs, executor, address)
         check_threads(threads)
+        running = dict(force=force, save_predictions=save_predictions, no_retry=no_retry, jobs=jobs != 1,
+                       executor=executor != "local", threads=threads is not None)
+        if no_run or dry_run:
+            _nothing_to_do("--dry-run" if dry_run else "--no-run", **running, no_run=dry_run and no_run)
         file = protocols.experiment(config) if config is not None else None
         line = CommandLine(suite, _names(tasks, "--tasks"), _names(methods, "--methods"), _names(exclude, "--exclude"),
                            seeds, splits, tuple(set_ or ()), epochs, data_dir)
@@ -319,6 +329,8 @@ def compare(
         if not no_run:
             check_device(needs_gpu, device)
             the_plan.prepare()
+            if executor == "local":
+                check_runnable(the_plan.specs, device)
             options = RunOptions(out=out, device=device, data_dir=data_dir, save_predictions=save_predictions,
                                  force=force, retry=not no_retry, refresh_since=time.time(), threads=threads)
             outcome = _run_plan(the_plan, store, options, (jobs, executor, address), quiet)
@@ -410,6 +422,16 @@ def _note_problems(err: Console, store, the_plan) -> None:
     _print_notes(err, store)
 
 
+def _nothing_to_do(mode: str, **given: bool) -> None:
+    """BadConfig when options that only matter for running are given with one that runs nothing (`--no-run`,
+    `--dry-run`): they would be ignored without a word."""
+    ignored = [f"--{name.replace('_', '-')}" for name, on in given.items() if on]
+    if ignored:
+        them = "it" if len(ignored) == 1 else "them"
+        raise BadConfig(f"{mode} runs nothing, so {', '.join(ignored)} would do nothing: give {them} without {mode}, "
+                        f"or leave {them} out")
+
+
 def _print_notes(err: Console, store) -> None:
     """One line `note: PATH: reason; ...` per unusable file the store has met (also with --quiet: a file set
     aside is never moved without a word)."""
@@ -449,7 +471,7 @@ def reproduce(
     from uqbench.experiment import CommandLine, compare_request
     from uqbench.report import emit
     from uqbench.results import ResultStore
-    from uqbench.runner import RunOptions
+    from uqbench.runner import RunOptions, check_runnable
     from uqbench.spec import plan
 
     with user_errors():
@@ -458,15 +480,20 @@ def reproduce(
             raise BadConfig(f"--k {k}: must be a positive, finite number")
         check_parallel(jobs, executor, address)
         check_threads(threads)
+        if no_run:
+            _nothing_to_do("--no-run", jobs=jobs != 1, executor=executor != "local", threads=threads is not None)
         proto = protocols.load(protocol)
         tasks = _datasets(_names(datasets, "--datasets"), proto)
         line = CommandLine(tasks=tasks, seeds=seeds, splits=splits, data_dir=data_dir)
         request, needs_gpu = compare_request(line, proto.experiment)
         the_plan = plan(request)
+        _check_reference_splits(proto, the_plan)
         store = ResultStore(out, quarantine=not no_run)
         if not no_run:
             check_device(needs_gpu, device)
             the_plan.prepare()
+            if executor == "local":
+                check_runnable(the_plan.specs, device)
             options = RunOptions(out=out, device=device, data_dir=data_dir, refresh_since=time.time(), threads=threads)
             _run_plan(the_plan, store, options, (jobs, executor, address), quiet)
         cells = rep.compare(proto.reference, plan_records(the_plan, store), list(request.tasks), k,
@@ -482,6 +509,14 @@ def reproduce(
             typer.echo(f"\n{reference}", err=fmt == "table")
     if not rep.verdict(cells):
         raise typer.Exit(1)
+
+
+def _check_reference_splits(proto, the_plan) -> None:
+    """BadConfig when the reference says it averaged over more splits than the task has (its standard errors
+    would be divided by a count that cannot be)."""
+    for task, n in proto.reference.splits.items():
+        if task in the_plan.tasks and n > (have := the_plan.tasks[task].n_splits()):
+            raise BadConfig(f"{proto.path}: reference.{task}.splits: {n}, but task {task!r} has {have} splits")
 
 
 def _datasets(names: tuple[str, ...] | None, proto) -> tuple[str, ...] | None:

@@ -72,6 +72,10 @@ def check_parallel(jobs: int, executor: str = "local", address: str | None = Non
         raise BadConfig(f"--executor {executor!r}: expected local or ray")
     if address is not None and executor != "ray":
         raise BadConfig("--address is only for --executor ray")
+    if address is not None and address != "auto":
+        from uqbench.executors import check_reachable
+
+        check_reachable(address)
 
 
 MAX_THREADS = 4096

@@ -265,6 +265,25 @@ class RayExecutor:
             raise BadConfig(f"--executor ray: {where} failed ({type(exc).__name__}: {reason})") from None
 
 
+CONNECT_TIMEOUT_S = 10.0
+
+
+def check_reachable(address: str) -> None:
+    """BadConfig unless something listens at a Ray `HOST:PORT` (or `ray://HOST:PORT`): Ray itself retries an
+    unreachable address for minutes, and floods the terminal while it does."""
+    import socket
+
+    from uqbench.errors import BadConfig
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise BadConfig(f"--address {address!r}: expected auto or HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except (OSError, ValueError, OverflowError) as exc:
+        raise BadConfig(f"--address {address!r}: no Ray cluster answers there ({exc.strerror or exc})") from None
+
+
 def error_record(spec: RunSpec, exc: BaseException) -> RunRecord:
     """The record of a run that did not come back from its worker: an 'error', never stored."""
     return RunRecord(

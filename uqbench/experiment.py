@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from uqbench.errors import BadConfig, UserError
+from uqbench.files import MAX_TEXT_BYTES, read_bytes
 from uqbench.search import Holdout
 from uqbench.settings import CONFIG_FILE, FLAG, SET, SUITE, Setting, parse_setting, setting_at
 from uqbench.spec import Request, SearchRequest
@@ -82,7 +83,7 @@ def read_toml(path: Path) -> dict[str, Any]:
     else:  # pragma: no cover
         import tomli as tomllib
     try:
-        text = Path(path).read_bytes().decode("utf-8").removeprefix("\ufeff")  # a byte-order mark (Windows editors)
+        text = read_bytes(Path(path), MAX_TEXT_BYTES, follow=True).decode("utf-8").removeprefix("\ufeff")  # BOM
     except OSError as exc:
         raise UserError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     except UnicodeDecodeError:

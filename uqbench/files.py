@@ -9,6 +9,7 @@ link planted at the target's name is replaced, not followed; a failed write leav
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -57,23 +58,30 @@ class NotARegularFile(OSError):
     """A path that is a symbolic link, a directory or a device where a plain file was expected."""
 
 
-def read_bytes(path: Path, limit: int | None = None) -> bytes:
-    """The bytes of a regular file, without following a symbolic link at `path` (NotARegularFile).
+MAX_TEXT_BYTES = 64 << 20  # a config file, protocol or baseline larger than this is not one
+
+
+def read_bytes(path: Path, limit: int | None = None, follow: bool = False) -> bytes:
+    """The bytes of a regular file, without following a symbolic link at `path` (NotARegularFile) unless `follow`
+    (a file the user named: a config file, a baseline). A FIFO, a device or a directory is refused unread.
 
     Args:
         limit: refuse (NotARegularFile) a file larger than this many bytes; None reads any size.
     """
+    nofollow = 0 if follow else getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except OSError as exc:
-        if Path(path).is_symlink():
+        fd = os.open(path, os.O_RDONLY | nofollow | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        if not follow and Path(path).is_symlink():
             raise NotARegularFile(f"{path}: a symbolic link (not followed)") from None
         raise
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or (limit is not None and info.st_size > limit):
         os.close(fd)
         what = "not a regular file" if not stat.S_ISREG(info.st_mode) else f"{info.st_size} bytes, more than the {limit} expected"
-        raise NotARegularFile(f"{path}: {what}")
+        refused = NotARegularFile(f"{path}: {what}")
+        refused.strerror = os.strerror(errno.EISDIR) if stat.S_ISDIR(info.st_mode) else what  # for callers that name the file
+        raise refused
     with os.fdopen(fd, "rb") as fh:
         return fh.read()
 
@@ -110,4 +118,4 @@ def ensure_writable(directory: Path) -> None:
         raise BadConfig(f"--out {str(directory)!r}: not a writable directory ({exc.strerror or exc})") from None
 
 
-__all__ = ["FILE_MODE", "NotARegularFile", "ensure_writable", "read_bytes", "reader", "subdir", "write_atomic"]
+__all__ = ["FILE_MODE", "MAX_TEXT_BYTES", "NotARegularFile", "ensure_writable", "read_bytes", "reader", "subdir", "write_atomic"]

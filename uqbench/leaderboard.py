@@ -175,11 +175,18 @@ def build(
 
 
 def _groups(records: list[RunRecord]) -> dict[tuple[str, str, str], list[RunRecord]]:
-    """Records by (task, method, config id), the newest record of each (seed, split) only."""
+    """Records by (task, method, config id), one record of each (seed, split): the newest of those this version
+    of uqbench made, else the newest (a config id leaves out the code versions and the data, so an upgrade's
+    re-runs sit beside the old records, and a record from another version can never outrank this version's)."""
+    import uqbench
+
+    def rank(rec: RunRecord) -> tuple[bool, str]:
+        return rec.key.code.get("uqbench") == uqbench.__version__, rec.created_at
+
     newest: dict[tuple[str, int, int], RunRecord] = {}
     for rec in records:
         run = (rec.key.config_id, rec.key.seed, rec.key.split)
-        if run not in newest or rec.created_at > newest[run].created_at:
+        if run not in newest or rank(rec) > rank(newest[run]):
             newest[run] = rec
     groups: dict[tuple[str, str, str], list[RunRecord]] = {}
     for rec in records:

@@ -124,6 +124,8 @@ def validate(data: Any) -> None:
             raise DataError(f"{_join('rank_by', task)}: expected a metric of the 'metrics' header; got {_show(key)}")
         if task not in tasks:
             raise DataError(f"{_join('rank_by', task)}: expected a task of the rows; no row has task {task!r}")
+        if not any(key in row["metrics"] for row in data["rows"] if row["task"] == task):
+            raise DataError(f"{_join('rank_by', task)}: {key!r} is a metric no row of task {task!r} has")
 
 
 def _header(key: str, entry: Any, where: str) -> None:

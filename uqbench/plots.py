@@ -48,16 +48,25 @@ class Runs:
 
 def collect(records: list[RunRecord], results: Path, notes: list[str] | None = None) -> list[Runs]:
     """Group the successful runs with saved predictions; DataError when there are none. A record whose saved
-    predictions are gone from the store is left out with a line appended to `notes`."""
+    predictions are gone from the store, or whose key this installation cannot rebuild (a plugin method that is
+    not installed, a config value out of range), is left out with a line appended to `notes`."""
+    from uqbench.errors import UserError
+    from uqbench.spec import RunSpec
+
+    notes = notes if notes is not None else []
     groups: dict[tuple[str, str, str], list[RunRecord]] = {}
     for rec in records:
         if rec.status != "ok" or not rec.predictions:
             continue
+        run = f"run {rec.id} ({rec.key.method} on {rec.key.task}, seed {rec.key.seed} split {rec.key.split})"
         if not (results / rec.predictions).exists():
-            if notes is not None:
-                notes.append(f"{results / rec.predictions}: missing, so run {rec.id} ({rec.key.method} on "
-                             f"{rec.key.task}, seed {rec.key.seed} split {rec.key.split}) is not drawn "
-                             "(run it again with --save-predictions to make it)")
+            notes.append(f"{results / rec.predictions}: missing, so {run} is not drawn (run it again with "
+                         "--save-predictions to make it)")
+            continue
+        try:
+            RunSpec.from_key(rec.key)
+        except UserError as exc:
+            notes.append(f"{results / (rec.id + '.json')}: {exc}; so {run} is not drawn")
             continue
         groups.setdefault((rec.key.task, rec.key.method, rec.key.config_id), []).append(rec)
     if not groups:

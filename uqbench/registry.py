@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Callable, Generic, TypeVar
 
-from uqbench.errors import PluginError, UnknownName
+from uqbench.errors import BadConfig, PluginError, UnknownName
 
 T = TypeVar("T")
 
@@ -62,8 +62,16 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
+OFF, ON = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")  # UQBENCH_NO_PLUGINS values, any case
+
+
 def plugins_disabled() -> bool:
-    return os.environ.get("UQBENCH_NO_PLUGINS", "") not in ("", "0")
+    """Whether `UQBENCH_NO_PLUGINS` turns plugin discovery off; BadConfig for a value that says neither."""
+    value = os.environ.get("UQBENCH_NO_PLUGINS", "").strip().lower()
+    if value not in OFF + ON:
+        raise BadConfig(f"UQBENCH_NO_PLUGINS={os.environ['UQBENCH_NO_PLUGINS']!r}: expected 1, true, yes or on "
+                        "(plugins off) or 0, false, no, off or empty (plugins on)")
+    return value in OFF
 
 
 class Registry(Generic[T]):

@@ -12,12 +12,14 @@ reused: the store lists them in `problems` (see `ResultStore` for what it does w
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import json
 import math
 import os
 import re
 import stat
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,10 +153,25 @@ RECORD_FIELDS = {
     "metrics": _dict_of(_optional(_is_number)), "warnings": lambda v: isinstance(v, list) and all(map(_is_str, v)),
     "n": _dict_of(_is_int), "timings_s": _dict_of(_is_number), "artifacts": _dict_of(_optional(_is_str)),
     "method_source": _is_str, "data_sha256": _dict_of(_is_str), "info": _ANY_DICT, "env": _ANY_DICT,
-    "created_at": _is_str, "predictions": _optional(_is_str),
+    "created_at": lambda v: _is_str(v) and (v == "" or _is_timestamp(v)), "predictions": _optional(_is_str),
     "curves": lambda v: isinstance(v, list) and all(map(_is_curve, v)), "schema": _is_str,
 }
 OPTIONAL_FIELDS = {"curves": list}  # fields records written before them lack: name -> the default's factory
+
+
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+FUTURE_SLACK_S = 86_400  # clocks disagree; a record dated more than a day ahead was not made by a run
+
+
+def _is_timestamp(text: str) -> bool:
+    """A UTC time as the runner writes it ('2026-12-01T20:01:46Z'), not in the future."""
+    if not TIMESTAMP.fullmatch(text):
+        return False
+    try:
+        when = _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=_dt.timezone.utc)
+    except ValueError:
+        return False
+    return when.timestamp() <= time.time() + FUTURE_SLACK_S
 
 
 def _is_curve(value: Any) -> bool:
@@ -189,8 +206,16 @@ def parse_record(text: str) -> RunRecord:
     def no_constants(name: str) -> None:
         raise Unreadable(f"{name} is not JSON")
 
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in pairs:
+            if k in out:
+                raise Unreadable(f"the key {k[:40]!r} appears twice in one object")
+            out[k] = v
+        return out
+
     try:
-        data = json.loads(text, parse_constant=no_constants)
+        data = json.loads(text, parse_constant=no_constants, object_pairs_hook=unique)
     except json.JSONDecodeError as exc:
         raise Unreadable(f"not valid JSON ({exc.msg}: line {exc.lineno} column {exc.colno})") from None
     except RecursionError:
@@ -210,6 +235,8 @@ def parse_record(text: str) -> RunRecord:
     stated = data.pop("id", None)
     _check_fields(data, RECORD_FIELDS, "", OPTIONAL_FIELDS)
     _check_fields(data["key"], KEY_FIELDS, "key.")
+    if (data["status"] == "ok") != (data["error"] is None):
+        raise Unreadable(f"status {data['status']!r} with {'no ' if data['error'] is None else 'an '}error")
     record = RunRecord.from_json(data)
     if stated is not None and stated != record.id:
         raise Unreadable(f"its id {str(stated)[:20]!r} is not the hash of its key ({record.id})")

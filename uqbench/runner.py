@@ -37,7 +37,7 @@ from uqbench.results import ResultStore, RunRecord, clean_metrics
 from uqbench.search import best
 from uqbench.spec import RunSpec
 from uqbench.tasks import TaskData
-from uqbench.training import NullProgress, Progress, seeded, torch_threads
+from uqbench.training import NullProgress, Progress, mixed_precision, seeded, torch_threads
 
 PREDICT_BATCH = 1024
 
@@ -84,6 +84,14 @@ def resolve_device(device: str) -> torch.device:
     if device not in ("cpu", "cuda"):
         raise BadConfig(f"--device {device!r}: expected auto, cpu or cuda")
     return torch.device(device)
+
+
+def check_runnable(specs: list[RunSpec], device: str) -> None:
+    """BadConfig, before anything is written, when this machine cannot run the specs: no such device, or a
+    precision it lacks (`fp16` off CUDA). For runs that go elsewhere (Ray on a cluster) the workers judge."""
+    where = resolve_device(device)
+    for precision in sorted({spec.recipe.precision for spec in specs}):
+        mixed_precision(where, precision)
 
 
 def wanted(record: RunRecord | None, options: RunOptions, need_predictions: bool = False) -> bool:
@@ -368,15 +376,18 @@ def count_parameters(predictor: Predictor) -> int | None:
     return sum(params.values()) if params else None
 
 
-@functools.lru_cache(maxsize=4)
 def environment(device: torch.device) -> dict[str, Any]:
-    """Versions and machine facts stored in every record."""
+    """Versions and machine facts stored in every record; the thread count as it is now (`--threads` changes it)."""
+    return {**_fixed_environment(str(device)), "threads": torch.get_num_threads()}
+
+
+@functools.lru_cache(maxsize=4)
+def _fixed_environment(device: str) -> dict[str, Any]:
     return {
         "uqbench": uqbench.__version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "device": str(device),
-        "threads": torch.get_num_threads(),
+        "device": device,
         "platform": f"{platform.system()}-{platform.machine()}",
         "git_commit": git_commit(),
     }

@@ -69,7 +69,11 @@ def setting_at(path: list[str], value: Any, layer: int, source: str, text: bool)
     *prefix, key = [p.strip() for p in path]
     scope: dict[str, str | None] = {"part": None, "method": None, "task": None}
     for name in prefix:
-        slot = "part" if name in PARTS else "method" if name in methods else "task" if name in tasks else None
+        meanings = [what for what, names in (("part", PARTS), ("method", methods), ("task", tasks)) if name in names]
+        if len(meanings) > 1:  # a plugin may name a method like a task or a part: never guess which is meant
+            raise BadConfig(f"{source}: {name!r} is the name of a {' and of a '.join(meanings)}, so this setting is "
+                            "ambiguous; rename or uninstall the plugin that reuses the name")
+        slot = meanings[0] if meanings else None
         if slot is None:
             raise UnknownName(
                 f"{source}: {name!r} is neither a part ({', '.join(PARTS)}) nor a method or task name; "

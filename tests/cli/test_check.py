@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+import uqbench
 from uqbench.check import Thresholds
 from uqbench.leaderboard import build
 from uqbench.results import ResultStore, RunKey, RunRecord
@@ -19,10 +20,11 @@ ACC = [0.90, 0.91, 0.92]
 def _records(nll=NLL, acc=ACC, failed=(), method="map"):
     out = []
     for seed, (n, a) in enumerate(zip(nll, acc)):
-        key = RunKey(method, {}, "two-moons", {"epochs": 3}, seed, 0)
+        key = RunKey(method, {}, "two-moons", {"epochs": 3}, seed, 0, code={"uqbench": uqbench.__version__})
         status = "failed" if seed in failed else "ok"
         metrics = {"nll": n, "accuracy": a} if status == "ok" else {}
-        out.append(RunRecord(key, status, metrics=metrics, timings_s={"fit": 1.0, "predict": 0.1}))
+        error = {"phase": "fit", "type": "NonFiniteLoss", "message": "loss became nan"} if status == "failed" else None
+        out.append(RunRecord(key, status, error=error, metrics=metrics, timings_s={"fit": 1.0, "predict": 0.1}))
     return out
 
 
@@ -258,6 +260,10 @@ MALFORMED = [
     ("rank_by unknown metric", _put("rank_by", "two-moons", value="rmse"),
      "rank_by[\"two-moons\"]: expected a metric of the 'metrics' header; got the string \"rmse\""),
     ("rank_by unknown task", _put("rank_by", "cifar", value="nll"), "rank_by.cifar: expected a task of the rows; no row has task 'cifar'"),
+    ("rank_by a metric the task's rows lack", lambda: json.dumps({
+        **GOOD, "metrics": {**GOOD["metrics"], "rmse": {**GOOD["metrics"]["nll"], "unit": "target units"}},
+        "rank_by": {"two-moons": "rmse"}}),
+     "rank_by[\"two-moons\"]: 'rmse' is a metric no row of task 'two-moons' has"),
 ]
 
 
@@ -437,3 +443,16 @@ def test_a_malformed_provenance_is_refused(cli, setup, provenance, message):
     result = cli("check", baseline, "--results", store())
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"error: baseline {str(baseline)!r}: {message}")
+
+
+def test_a_record_of_another_uqbench_version_never_outranks_this_versions(cli, setup):
+    """A store holding, beside this version's regressed runs, better records of the same configs from another
+    version (an upgrade's leftovers, or planted with a later date) still fails: this version's runs are checked."""
+    baseline, store = setup
+    results = store(nll=[v + 0.1 for v in NLL])
+    for rec in _records():
+        old = RunRecord(RunKey(**{**rec.key.__dict__, "code": {"uqbench": "0.0.1"}}), "ok", metrics=rec.metrics,
+                        timings_s=rec.timings_s, created_at="2026-11-30T23:59:59Z")
+        ResultStore(results).write(old)
+    result = cli("check", baseline, "--results", results, "--format", "csv")
+    assert result.exit_code == 1 and "two-moons,map,nll,0.31,0.41," in result.stdout
