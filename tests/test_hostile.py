@@ -659,7 +659,7 @@ def _on_record(command: tuple[str, ...], name: str) -> Row:
         ), corrupt(name), stdout=r"changes beyond tolerance, runs missing.*two-moons .* map .* missing.*")
     if command is PLOT:
         return Row(label, command, 0, (note + "; ignored",), corrupt(name),
-                   stdout=r"{figs}/two-moons/reliability\.png\n{figs}/two-moons/ood\.png\n")
+                   stdout=r"{figs}/two-moons/reliability\.png\n{figs}/two-moons/ood\.png\n{figs}/two-moons/curves\.png\n")
     return Row(label, command, 0, (note + "; ignored",), corrupt(name),
                stdout=r"two-moons \(rank by nll\).* missing .*map .* 1 .*")
 
@@ -711,7 +711,8 @@ PLOTS = [
     _npz_row("a dense grid with class probabilities",
              _npz(lambda a: a.update(grid_x=np.zeros((4, 1)), grid_mean=np.zeros((4, 1)), grid_var=np.ones((4, 1)))),
              r"array grid_x: a dense grid belongs to regression predictions only"),
-    bad("plot --kind bogus", (*PLOT, "--kind", "bogus"), r"--kind 'bogus': expected one of reliability, bands, ood"),
+    bad("plot --kind bogus", (*PLOT, "--kind", "bogus"),
+        r"--kind 'bogus': expected one of reliability, bands, ood, curves"),
     bad("plot --format jpg", (*PLOT, "--format", "jpg"), r"--format 'jpg': expected one of png, pdf, svg"),
     bad("plot --dpi 0", (*PLOT, "--dpi", "0"), r"--dpi 0: expected a whole number of dots per inch from 10 to 600"),
     bad("plot --dpi 100000", (*PLOT, "--dpi", "100000"),
@@ -740,9 +741,13 @@ PLOTS = [
     Row("plot: one run's predictions deleted", PLOT, 0,
         (r"note: {npz}: missing, so run {s0} \(map on two-moons, seed 0 split 0\) is not drawn \(run it again with "
          r"--save-predictions to make it\)",), lambda c: c.npz.unlink(), stdout=r"(.*\.png\n)+"),
-    bad("plot: no saved predictions", PLOT,
+    bad("plot: no saved predictions", (*PLOT, "--kind", "reliability"),
         r"no saved predictions in '{store}': run `uqbench compare --save-predictions` .*",
         lambda c: [p.unlink() for p in c.store.glob("*.npz")]),
+    Row("plot: no saved predictions, the curves still drawn", PLOT, 0,
+        (*[r"note: {store}/[0-9a-f]{{16}}\.npz: missing, so run .* is not drawn .*"] * 2,
+         r"note: no saved predictions in '{store}': .*; only the training curves are drawn"),
+        lambda c: [p.unlink() for p in c.store.glob("*.npz")], stdout=r"{figs}/two-moons/curves\.png\n"),
 ]
 
 CHECKS = [

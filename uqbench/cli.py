@@ -593,16 +593,17 @@ def plot(
     tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated tasks (default: all).")] = None,
     methods: Annotated[Optional[str], typer.Option("--methods", help="Comma-separated methods (default: all).")] = None,
     kind: Annotated[
-        Optional[list[str]], typer.Option("--kind", help="reliability, bands or ood (repeatable; default: all).")
+        Optional[list[str]], typer.Option("--kind", help="reliability, bands, ood or curves (repeatable; default: all).")
     ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="Figure file format: png, pdf or svg.")] = "png",
     dpi: Annotated[int, typer.Option("--dpi", help="Resolution of PNG figures (and of images inside PDF/SVG).")] = 150,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Draw figures that compare methods from saved predictions: reliability, 1-D regression bands, OOD scores."""
+    """Draw figures that compare methods: reliability, 1-D regression bands, OOD scores (from saved predictions) and
+    training curves (from the records)."""
     from uqbench.errors import DataError
     from uqbench.files import subdir
-    from uqbench.plots import KINDS, check_output, collect, draw, write
+    from uqbench.plots import APPLIES, KINDS, NoPredictions, check_output, collect, draw, draw_curves, write
     from uqbench.results import ResultStore
 
     with user_errors():
@@ -614,8 +615,20 @@ def plot(
         if not results.is_dir():
             raise DataError(f"--results {str(results)!r}: no such directory")
         store, notes = ResultStore(results), []
-        runs = collect(_selected(store.records(), task_names, method_names, results), results, notes)
-        figures = draw(runs, tuple(dict.fromkeys(kind or KINDS)), data_dir, notes)
+        records, kinds = _selected(store.records(), task_names, method_names, results), tuple(dict.fromkeys(kind or KINDS))
+        curves = draw_curves(records) if "curves" in kinds else []
+        if "curves" in kinds and not curves and kinds == ("curves",):
+            raise DataError(f"no run in {str(results)!r} kept a training curve: curves need "
+                            f"{APPLIES['curves']}; records made before uqbench kept curves have none")
+        predicted, figures = tuple(k for k in kinds if k != "curves"), []
+        if predicted:
+            try:
+                figures = draw(collect(records, results, notes), predicted, data_dir, notes)
+            except NoPredictions as exc:
+                if not curves:
+                    raise
+                notes.append(f"{exc}; only the training curves are drawn")
+        figures += curves
         target = out or subdir(results, "plots")
         ensure_writable(target)
         paths = write(figures, target, fmt, dpi)

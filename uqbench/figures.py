@@ -1,4 +1,5 @@
-"""The figures `uqbench plot` draws, each comparing every method of one task: `reliability`, `bands`, `ood`.
+"""The figures `uqbench plot` draws, each comparing every method of one task: `reliability`, `bands`, `ood` and
+`curves` (the training curves the records keep).
 
 Each takes the groups of one task (`uqbench.plots.Runs`, one per method and config, lowest (seed, split) first) and
 returns a matplotlib Figure on the Agg canvas (the object API only, no pyplot), or None when the kind does not
@@ -291,6 +292,37 @@ def ood(groups: list[Runs]) -> Figure | None:
             ax.set_ylabel("fraction of inputs")
     fig.supxlabel(f"each method's run with {caption}; a higher score means more out-of-distribution", fontsize=8)
     return fig
+
+
+def curves(task: str, runs: dict[str, list[RunRecord]]) -> Figure | None:
+    """A grid of panels, one per method (label -> its records), with the mean training loss per epoch of every
+    network each run trained (a colour per stage, a thin line per seed and split) and, where early stopping kept
+    one, the validation loss dashed; None when no run of the task has a curve (networks loaded from the cache)."""
+    runs = {label: records for label, records in runs.items() if any(r.curves for r in records)}
+    if not runs:
+        return None
+    fig, axes = _panels(len(runs), f"Training curves on {task}", sharex=False)
+    for ax, (label, records) in zip(axes, runs.items()):
+        stages = list(dict.fromkeys(c["stage"] for r in records for c in r.curves))
+        for record in records:
+            for curve in record.curves:
+                color = LINE_COLORS[stages.index(curve["stage"]) % len(LINE_COLORS)]
+                first = record is next(r for r in records if curve["stage"] in (c["stage"] for c in r.curves))
+                _loss_line(ax, curve["train"], color, curve["stage"] if first else None, "-")
+                if curve["val"] is not None:
+                    _loss_line(ax, curve["val"], color, f"{curve['stage']} (validation)" if first else None, "--")
+        ax.set_title(f"{label} ({len(records)} run{'s' * (len(records) > 1)})", fontsize=10)
+        ax.legend(fontsize=7)
+    _label(axes, "epoch", "mean training loss")
+    fig.supxlabel("a line per run; the loss is each method's own objective (not comparable across methods)",
+                  fontsize=8)
+    return fig
+
+
+def _loss_line(ax: Axes, losses: list[float | None], color: str, label: str | None, style: str) -> None:
+    epochs = np.arange(1, len(losses) + 1)
+    values = np.array([np.nan if v is None else v for v in losses], dtype=float)
+    ax.plot(epochs, values, style, color=color, lw=1.0, alpha=0.8, label=label)
 
 
 def _ood_names(arrays: dict[str, np.ndarray]) -> list[str]:

@@ -24,7 +24,7 @@ from uqbench.results import RunRecord
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-KINDS = ("reliability", "bands", "ood")
+KINDS = ("reliability", "bands", "ood", "curves")  # curves: from the records, no saved predictions needed
 FORMATS = ("png", "pdf", "svg")
 DPI = (10, 600)  # the dots per inch `--dpi` accepts, inclusive
 
@@ -44,6 +44,10 @@ class Runs:
     def metric(self, key: str) -> float | None:
         values = [r.metrics.get(key) for r in self.records if r.metrics.get(key) is not None]
         return float(np.mean(values)) if values else None
+
+
+class NoPredictions(DataError):
+    """A store without saved predictions to draw (only the training curves can be)."""
 
 
 def collect(records: list[RunRecord], results: Path, notes: list[str] | None = None) -> list[Runs]:
@@ -70,17 +74,14 @@ def collect(records: list[RunRecord], results: Path, notes: list[str] | None = N
             continue
         groups.setdefault((rec.key.task, rec.key.method, rec.key.config_id), []).append(rec)
     if not groups:
-        raise DataError(
+        raise NoPredictions(
             f"no saved predictions in {str(results)!r}: run `uqbench compare --save-predictions` "
             "(or `uqbench run ... --save-predictions`) first"
         )
-    methods_per_task: dict[tuple[str, str], int] = {}
-    for task, method, _ in groups:
-        methods_per_task[task, method] = methods_per_task.get((task, method), 0) + 1
     out = []
     for (task, method, cid), recs in sorted(groups.items()):
         recs = sorted(recs, key=lambda r: (r.key.seed, r.key.split))
-        label = method if methods_per_task[task, method] == 1 else f"{method}-{cid[:8]}"
+        label = _labels([(m, c) for t, m, c in groups if t == task])[method, cid]
         arrays = [load_predictions(results / r.predictions) for r in recs]  # type: ignore[operator]
         out.append(Runs(task, label, recs, arrays))
     return out
@@ -167,6 +168,7 @@ APPLIES = {  # what a kind needs, for the message when no run has it
     "reliability": "saved predictions",
     "bands": "a regression task with one input (toy-regression)",
     "ood": "a task with OOD sets",
+    "curves": "runs that trained a network (not one loaded from the cache)",
 }
 
 
@@ -213,6 +215,32 @@ def draw(runs: list[Runs], kinds: tuple[str, ...] = KINDS, data_dir: Path | None
     return drawn
 
 
+def draw_curves(records: list[RunRecord]) -> list[Drawn]:
+    """The `curves` figure of every task whose successful runs kept a training curve (from the records alone)."""
+    from uqbench import figures
+
+    by_task: dict[str, dict[tuple[str, str], list[RunRecord]]] = {}
+    for rec in records:
+        if rec.status == "ok":
+            by_task.setdefault(rec.key.task, {}).setdefault((rec.key.method, rec.key.config_id), []).append(rec)
+    drawn = []
+    for task, groups in sorted(by_task.items()):
+        labels = _labels(list(groups))
+        runs = {labels[k]: sorted(v, key=lambda r: (r.key.seed, r.key.split)) for k, v in sorted(groups.items())}
+        fig = figures.curves(task, runs)
+        if fig is not None:
+            drawn.append(Drawn(task, "curves", fig))
+    return drawn
+
+
+def _labels(groups: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(method, config id) -> its label: the method, with the config id's start when it has several configs."""
+    configs: dict[str, int] = {}
+    for method, _ in groups:
+        configs[method] = configs.get(method, 0) + 1
+    return {(m, cid): m if configs[m] == 1 else f"{m}-{cid[:8]}" for m, cid in groups}
+
+
 def _by_task(runs: list[Runs], notes: list[str]) -> dict[str, list[Runs]]:
     """The groups of each task whose predictions are of the kind (classes or Gaussians) of its first group's; a
     line in `notes` for each group left out."""
@@ -237,4 +265,5 @@ def write(drawn: list[Drawn], out: Path, fmt: str = "png", dpi: int = 150) -> li
     return written
 
 
-__all__ = ["FORMATS", "KINDS", "Drawn", "Runs", "check_output", "collect", "draw", "load_predictions", "write"]
+__all__ = ["FORMATS", "KINDS", "Drawn", "NoPredictions", "Runs", "check_output", "collect", "draw", "draw_curves", "load_predictions",
+           "write"]

@@ -12,8 +12,8 @@ import pytest
 MAGIC = {"png": (b"\x89PNG\r\n\x1a\n",), "pdf": (b"%PDF-",), "svg": (b"<?xml", b"<svg")}
 SMALL = ("--epochs", "1", "--set", "n_train=64", "--set", "n_test=32", "-q")
 METHODS = ("map", "mc-dropout")
-EVERY = ["toy-regression/bands", "toy-regression/ood", "toy-regression/reliability", "two-moons/ood",
-         "two-moons/reliability"]
+EVERY = ["toy-regression/bands", "toy-regression/curves", "toy-regression/ood", "toy-regression/reliability",
+         "two-moons/curves", "two-moons/ood", "two-moons/reliability"]
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,10 @@ def test_compare_save_predictions_reruns_records_without_them(cli, tmp_path):
     assert cli(*args).exit_code == 0
     record = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert record["predictions"] is None
-    assert cli("plot", "--results", tmp_path).exit_code == 2
+    assert cli("plot", "--results", tmp_path, "--kind", "reliability").exit_code == 2
+    curves_only = cli("plot", "--results", tmp_path)  # the records' training curves need no saved predictions
+    assert curves_only.exit_code == 0 and curves_only.stdout.strip().endswith("two-moons/curves.png")
+    assert "only the training curves are drawn" in curves_only.stderr
     assert cli(*args, "--save-predictions").exit_code == 0
     record = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert (tmp_path / record["predictions"]).exists()
@@ -208,3 +211,34 @@ def test_a_task_with_runs_of_both_kinds_draws_the_first_kind_and_says_so(cli, tm
     assert _written(tmp_path / "figs", "png") == ["csv/reliability.png"]
     (line,) = result.stderr.splitlines()
     assert line.startswith("note: map-") and "predictions are of another kind" in line
+
+
+def test_curves_draw_every_network_each_run_trained_from_the_records(cli, tmp_path):
+    store = tmp_path / "store"
+    args = ("compare", "--tasks", "toy-regression", "--methods", "map,vbll", "--seeds", "2", "--set",
+            "vbll.training=post", "--out", store, *SMALL)
+    assert cli(*args).exit_code == 0
+    result = cli("plot", "--results", store, "--kind", "curves", "--out", tmp_path / "figs")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == [str(tmp_path / "figs" / "toy-regression" / "curves.png")]
+    from uqbench.plots import draw_curves
+    from uqbench.results import ResultStore
+
+    (drawn,) = draw_curves(ResultStore(store).records())
+    panels = [ax for ax in drawn.figure.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["map (2 runs)", "vbll (2 runs)"]
+    assert [len(ax.get_lines()) for ax in panels] == [2, 2]  # map: its network per seed; vbll: its head per seed
+    assert panels[1].get_legend().get_texts()[0].get_text() == "RegressionHead"
+
+
+def test_curves_of_records_that_have_none_are_one_line(cli, tmp_path):
+    from uqbench.results import ResultStore
+
+    store = tmp_path / "store"
+    assert cli("run", "map", "--task", "two-moons", "--out", store, *SMALL).exit_code == 0
+    (record,) = ResultStore(store).records()
+    data = json.loads((store / f"{record.id}.json").read_text())
+    del data["curves"]  # a record made before uqbench kept curves
+    (store / f"{record.id}.json").write_text(json.dumps(data))
+    result = cli("plot", "--results", store, "--kind", "curves")
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: no run in '{store}' kept a training curve")
