@@ -62,8 +62,22 @@ app = typer.Typer(
 def _main(
     ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", help="Print uqbench's version and exit.")] = False,
+    include_path: Annotated[
+        Optional[list[Path]],
+        typer.Option("--include-path", help="A folder of task files (TOML) to register; repeatable. Also UQBENCH_TASKS."),
+    ] = None,
 ) -> None:
     """Benchmark predictive-uncertainty methods on regression and classification tasks."""
+    if include_path or os.environ.get("UQBENCH_TASKS"):
+        from uqbench.tasks import task_files
+
+        try:
+            for folder in include_path or ():
+                task_files.include(folder)
+            task_files.register_env()
+        except UserError as exc:
+            typer.echo(f"error: {one_line(str(exc))}", err=True)
+            raise typer.Exit(2) from None
     if version:
         import uqbench
 

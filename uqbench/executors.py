@@ -54,6 +54,9 @@ def _worker_runner(options: WorkerOptions):
         import torch
 
         from uqbench.runner import RunOptions, Runner
+        from uqbench.tasks import task_files
+
+        task_files.register_env()  # the driver's task files (--include-path), already checked there
 
         if options.threads is not None:
             torch.set_num_threads(options.threads)

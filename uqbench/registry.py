@@ -93,8 +93,9 @@ class Registry(Generic[T]):
         self._entry_points: dict[str, metadata.EntryPoint] = {}
 
     # -- built-ins -------------------------------------------------------------------------------------------
-    def register(self, name: str) -> Callable[[T], T]:
-        """Class decorator registering a built-in under `name` (kebab-case)."""
+    def register(self, name: str, origin: str = "builtin") -> Callable[[T], T]:
+        """Class decorator registering a built-in under `name` (kebab-case); `origin` is what run keys name as its
+        code ('builtin', or e.g. 'taskfile:<hash>' for a task defined by a file)."""
 
         def decorator(obj: T) -> T:
             if not _KEBAB.match(name):
@@ -105,7 +106,7 @@ class Registry(Generic[T]):
             if hasattr(obj, "name"):
                 obj.name = name  # type: ignore[attr-defined]
             self._items[name] = obj
-            self._origin[name] = "builtin"
+            self._origin[name] = origin
             return obj
 
         return decorator
