@@ -60,3 +60,18 @@ def cli():
         return runner.invoke(app, [str(a) for a in args])
 
     return invoke
+
+
+@pytest.fixture
+def custom_backbones():
+    """Forget every backbone factory a test registers (`uqbench.models.custom`); the built-in architectures are
+    registered first, so the snapshot holds them."""
+    from uqbench.models import ARCHITECTURES, DEFAULT_SIZES, _register_builtins
+    from uqbench.models import custom
+
+    _register_builtins()
+    saved = dict(ARCHITECTURES), dict(DEFAULT_SIZES), dict(custom.CUSTOM)
+    yield
+    for table, before in zip((ARCHITECTURES, DEFAULT_SIZES, custom.CUSTOM), saved):
+        table.clear()
+        table.update(before)

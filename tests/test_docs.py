@@ -49,7 +49,7 @@ def _code_blocks(heading: str, language: str = "python") -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", section, re.S)
 
 
-def test_the_python_api_examples_run_as_written(tmp_path, monkeypatch, capsys, torch_state):
+def test_the_python_api_examples_run_as_written(tmp_path, monkeypatch, capsys, torch_state, custom_backbones):
     """Every example of the README's Python API section, executed in order in a fresh folder."""
     blocks = _code_blocks("Python API")
     assert len(blocks) >= 2
@@ -64,6 +64,8 @@ def test_the_python_api_examples_run_as_written(tmp_path, monkeypatch, capsys, t
     assert all(r.n_runs == 2 and r.n_failed == 0 for r in board.rows)
     assert "npz" in printed and "ood.far.auroc" in printed and len(list((tmp_path / "results").glob("*.json"))) == 12
     assert set(namespace["metrics"]) >= {"accuracy", "nll", "ece", "ood.far.auroc"}
+    own = namespace["own"]  # the own-backbone example: every method on the factory's features
+    assert len(own.rows) == 6 and all(r.backbone["arch"] == "custom-features" and r.n_failed == 0 for r in own.rows)
 
 
 def test_the_plugin_guide_runs_as_written(tmp_path, monkeypatch, torch_state, cli):

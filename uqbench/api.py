@@ -10,6 +10,7 @@ without the command line, plus `evaluate` for predictions made anywhere.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ from uqbench.runner import RunOptions, check_runnable
 
 if TYPE_CHECKING:
     from uqbench.leaderboard import Leaderboard
+    from uqbench.models.custom import Factory
     from uqbench.prediction import Categorical, Gaussian, GaussianMixture
     from uqbench.settings import Setting
     from uqbench.spec import Plan, Request, RunSpec
@@ -42,6 +44,7 @@ def run(
     seeds: int = 1,
     split: int = 0,
     settings: Settings = (),
+    backbone: Factory | None = None,
     config: str | Path | None = None,
     out: str | Path = "results",
     device: str = "auto",
@@ -57,6 +60,8 @@ def run(
         task: a task name, or a task made by `uqbench.tasks.from_arrays`.
         settings: `[SCOPE.][PART.]KEY=VALUE` texts, as `--set` takes them (e.g. "epochs=50", "p=0.1"), or a
             mapping {"epochs": 50, "mc-dropout.p": 0.1} of typed values.
+        backbone: your own backbone, a factory `(dropout: float, spectral_norm: float | None) -> nn.Module` with
+            an `out_features` attribute (see `uqbench.models.custom`); every method builds its variant from it.
         config: an experiment or protocol file (its `[set]` settings apply, below `settings`).
         out: the results directory; runs it already holds are not repeated (unless `force`; failed ones are
             tried again unless `retry` is False).
@@ -79,7 +84,7 @@ def run(
     name, task_settings = _task("run", task)
     data = Path(data_dir) if data_dir is not None else None
     request = run_request(method, name, seeds, split, CommandLine(data_dir=data), _file(config))
-    the_plan = _plan(request, (*task_settings, *_settings("run", settings)))
+    the_plan = _plan(request, (*task_settings, *_settings("run", settings), *_backbone(backbone)))
     check_threads(threads)
     the_plan.prepare()
     check_runnable(the_plan.specs, device)
@@ -97,6 +102,7 @@ def compare(
     seeds: int | None = None,
     splits: int | None = None,
     settings: Settings = (),
+    backbone: Factory | None = None,
     config: str | Path | None = None,
     metrics: Iterable[str] | None = None,
     out: str | Path = "results",
@@ -116,7 +122,8 @@ def compare(
         methods: 'all', a name, a pattern ('mc-*') or several (default: the suite's, or all); exclude: names or
             patterns left out.
         seeds, splits: seeds 0 .. seeds-1 on the first `splits` splits (default: the suite's, or 3 seeds, 1 split).
-        settings, config, out, device, data_dir, save_predictions, force, retry: as for `run`.
+        settings, backbone, config, out, device, data_dir, save_predictions, force, retry: as for `run` (a
+            custom backbone lives in this process: jobs=1).
         metrics: metric keys or patterns to show, in order (the first ranks); None: the defaults.
         jobs: runs at a time (worker processes); threads: torch's threads per run (default: cores / jobs).
 
@@ -144,15 +151,21 @@ def compare(
                        data_dir=data)
     check_parallel(jobs)
     check_threads(threads)
+    if backbone is not None and jobs > 1:
+        raise BadConfig("uqbench.compare: a backbone factory lives in this process; worker processes cannot build "
+                        "it, so give jobs=1")
     request, _ = compare_request(line, _file(config))
-    the_plan = _plan(request, (*task_settings, *_settings("compare", settings)))
+    the_plan = _plan(request, (*task_settings, *_settings("compare", settings), *_backbone(backbone)))
     the_plan.prepare()
     check_runnable(the_plan.specs, device)
     options = _options(out, device, data, save_predictions, force, retry, threads)
     store = ResultStore(options.out, quarantine=True)
     ensure_writable(store.root)
     executor = make_executor(Runner(options), jobs)
-    run_specs(pending(the_plan, store, options), executor, store, PlanDisplay(Console(stderr=True), quiet=True))
+    done = run_specs(pending(the_plan, store, options), executor, store, PlanDisplay(Console(stderr=True), quiet=True))
+    errors = [r for r in done if r.status == "error"]
+    if errors:  # the environment, not the method: no result, as `run` says
+        raise UserError(f"{len(errors)} of {len(done)} runs could not run: {errors[0].error['message']}")  # type: ignore[index]
     shown = _texts("compare", "metrics", metrics) if metrics is not None else None
     board = build(plan_records(the_plan, store), shown, the_plan.expected())
     board.provenance = provenance(options.out)
@@ -275,6 +288,20 @@ def _settings(function: str, settings: Any) -> tuple[Setting, ...]:
         if not isinstance(text, str):
             raise BadArgument(f"uqbench.{function}: each setting must be a 'KEY=VALUE' text; got {text!r}")
     return tuple(parse_setting(text, SET) for text in texts)
+
+
+def _backbone(factory: Factory | None) -> tuple[Setting, ...]:
+    """The setting that makes a factory every run's backbone (registered under a name made from its own)."""
+    from uqbench.models.custom import register_backbone
+    from uqbench.settings import SET, Setting
+
+    if factory is None:
+        return ()
+    if not callable(factory):
+        raise BadArgument(f"backbone must be a factory (dropout, spectral_norm) -> nn.Module; got {factory!r}")
+    slug = re.sub(r"[^a-z0-9]+", "-", getattr(factory, "__name__", "backbone").lower()).strip("-") or "backbone"
+    name = register_backbone(f"custom-{slug}", factory)
+    return (Setting("arch", name, "backbone", layer=SET, source=f"backbone={slug}", text=False),)
 
 
 def _file(config: str | Path | None):

@@ -84,7 +84,7 @@ class RunSpec:
         """The key minus the method: what a network shared between methods (the cached MAP network) depends on."""
         key = dataclasses.asdict(self.key())
         del key["method"], key["method_config"], key["search"]
-        key["code"] = {"uqbench": self.code.get("uqbench")}
+        key["code"] = {k: v for k, v in self.code.items() if k in ("uqbench", "backbone")}  # a custom backbone's code
         return key
 
     def with_values(self, values: dict[tuple[str, str], Any]) -> RunSpec:
@@ -387,6 +387,10 @@ def _resolve_pair(method_name: str, task_name: str, request: Request, used: set[
     recipe = build("recipe", TrainConfig, {**cfgmod.to_dict(task_cls.recipe), **overrides["recipe"]})
     backbone = build("backbone", BackboneConfig, _backbone_fields(task_cls.backbone, overrides["backbone"]))
     code = {"uqbench": _version(), "method": methods.origin(method_name), "task": tasks.origin(task_name)}
+    from uqbench.models.custom import CUSTOM
+
+    if backbone.arch in CUSTOM:  # a factory registered in this process: its code is part of the run
+        code["backbone"] = CUSTOM[backbone.arch]
     spec = RunSpec(method_name, method_config, task_name, task_config, recipe, backbone, 0, 0, {}, code)
     if request.search is not None:
         spec = dataclasses.replace(spec, search=_search(spec, task, request, types, named, used))
