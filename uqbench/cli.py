@@ -170,6 +170,10 @@ AddressOpt = Annotated[
     Optional[str], typer.Option("--address", help="Ray cluster to join ('auto' or HOST:PORT); none starts a local Ray.")
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+LogOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--log", help="Also log each run stored now to mlflow or tensorboard (repeatable; extras)."),
+]
 ThreadsOpt = Annotated[
     Optional[int], typer.Option("--threads", help="Torch threads per run (default: torch's, or cores / jobs); recorded.")
 ]
@@ -195,6 +199,7 @@ def run(
     config: ConfigOpt = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
+    log: LogOpt = None,
     out: OutOpt = Path("results"),
     data_dir: DataDirOpt = None,
     save_predictions: Annotated[
@@ -212,6 +217,7 @@ def run(
     from uqbench import protocols
     from uqbench.api import run_in_process
     from uqbench.driver import check_threads
+    from uqbench.tracking import log_all, trackers
     from uqbench.experiment import CommandLine, run_request
     from uqbench.progress import make_progress
     from uqbench.report import emit, metric_rows
@@ -224,7 +230,7 @@ def run(
         check_threads(threads)
         if dry_run:
             _nothing_to_do("--dry-run", force=force, save_predictions=save_predictions, no_retry=no_retry,
-                           threads=threads is not None)
+                           threads=threads is not None, log=bool(log))
         file = protocols.experiment(config) if config is not None else None
         line = CommandLine(settings=tuple(set_ or ()), epochs=epochs, data_dir=data_dir)
         the_plan = plan(run_request(method, task, seeds, split, line, file))
@@ -233,6 +239,7 @@ def run(
             return
         the_plan.prepare()  # data first: missing data must not leave an empty results folder behind
         check_runnable(the_plan.specs, device)  # so must a device or precision this machine lacks
+        made = trackers(log or [], out)
         ensure_writable(out)
         _note_problems(err, ResultStore(out, quarantine=True), the_plan)
         progress = make_progress(err, quiet or as_json)
@@ -242,6 +249,8 @@ def run(
         records = []
         for spec, record, fresh in run_in_process(the_plan, options):
             records.append(record)
+            if fresh:
+                log_all(made, record)
             if not as_json and not quiet:
                 state = "done" if fresh else "already in the store (use --force to re-run)"
                 err.print(f"{spec.method} on {spec.task}, seed {spec.seed}: {record.status}, {state} -> "
@@ -301,6 +310,7 @@ def compare(
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Set every run's number of epochs.")] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
+    log: LogOpt = None,
     data_dir: DataDirOpt = None,
     save_predictions: Annotated[
         bool, typer.Option("--save-predictions", help="Save predictions of every run (for `uqbench plot`).")
@@ -309,6 +319,7 @@ def compare(
 ) -> None:
     """Run every (method, task, seed, split) of a comparison the store lacks, then print one leaderboard per task."""
     from uqbench.driver import check_device, check_parallel, check_threads, plan_records
+    from uqbench.tracking import log_all, trackers
     from uqbench.errors import DataError
     from uqbench import protocols
     from uqbench.experiment import CommandLine, compare_request
@@ -325,7 +336,7 @@ def compare(
         check_parallel(jobs, executor, address)
         check_threads(threads)
         running = dict(force=force, save_predictions=save_predictions, no_retry=no_retry, jobs=jobs != 1,
-                       executor=executor != "local", threads=threads is not None)
+                       executor=executor != "local", threads=threads is not None, log=bool(log))
         if no_run or dry_run:
             _nothing_to_do("--dry-run" if dry_run else "--no-run", **running, no_run=dry_run and no_run)
         file = protocols.experiment(config) if config is not None else None
@@ -347,7 +358,9 @@ def compare(
                 check_runnable(the_plan.specs, device)
             options = RunOptions(out=out, device=device, data_dir=data_dir, save_predictions=save_predictions,
                                  force=force, retry=not no_retry, refresh_since=time.time(), threads=threads)
-            outcome = _run_plan(the_plan, store, options, (jobs, executor, address), quiet)
+            made = trackers(log or [], out)
+            outcome = _run_plan(the_plan, store, options, (jobs, executor, address), quiet,
+                                (lambda record: log_all(made, record)) if made else None)
         records = plan_records(the_plan, store)
         _print_notes(err, store)
         if not records:
@@ -373,7 +386,7 @@ def _print_dry_run(the_plan, fmt: str) -> None:
     emit(_wide_stdout(), *plan_table(the_plan.specs), fmt, title=f"{len(the_plan.specs)} planned runs")  # type: ignore[arg-type]
 
 
-def _run_plan(the_plan, store, options, parallel: tuple[int, str, str | None], quiet: bool) -> list:
+def _run_plan(the_plan, store, options, parallel: tuple[int, str, str | None], quiet: bool, on_stored=None) -> list:
     """Run what the store lacks; returns the records made now (Ctrl-C: exit 130, finished runs kept)."""
     from uqbench.driver import PlanDisplay, make_executor, pending, run_specs
     from uqbench.runner import Runner, wanted
@@ -395,7 +408,7 @@ def _run_plan(the_plan, store, options, parallel: tuple[int, str, str | None], q
                   f"{f' (running again: {redo})' if redo else ''}; running {len(todo)}", highlight=False, markup=False)
     try:
         with terminate_as_interrupt():
-            outcome = run_specs(todo, executor, store, display)
+            outcome = run_specs(todo, executor, store, display, on_stored)
     except KeyboardInterrupt as exc:
         left = len(todo) - display.stored
         err.print(f"interrupted: {display.stored} run(s) finished now and kept in {str(store.root)!r}, {left} not "

@@ -9,6 +9,7 @@ plan is comes from `uqbench.spec.plan`; a suite or a config file only supplies i
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -37,8 +38,10 @@ def plan_records(plan: Plan, store: ResultStore) -> list[RunRecord]:
     return [held[spec.id] for spec in plan.specs if spec.id in held]
 
 
-def run_specs(specs: list[RunSpec], executor: Executor, store: ResultStore, display: PlanDisplay) -> list[RunRecord]:
-    """Hand `specs` to the executor and write each 'ok' or 'failed' record as it arrives; returns every record.
+def run_specs(specs: list[RunSpec], executor: Executor, store: ResultStore, display: PlanDisplay,
+              on_stored: Callable[[RunRecord], None] | None = None) -> list[RunRecord]:
+    """Hand `specs` to the executor and write each 'ok' or 'failed' record as it arrives (then hand it to
+    `on_stored`, the trackers of `--log`); returns every record.
 
     A KeyboardInterrupt propagates after the display is closed; every record written before it stays.
     """
@@ -49,6 +52,8 @@ def run_specs(specs: list[RunSpec], executor: Executor, store: ResultStore, disp
             if record.status != "error":
                 store.write(record)
                 display.stored += 1
+                if on_stored is not None:
+                    on_stored(record)
             done.append(record)
             display.finished(record)
     finally:
