@@ -217,6 +217,10 @@ BAD_NPZ = {
     "X_test alone": (_npz(X=X, y=Y, X_test=X), r"{f}: X_test and y_test come together"),
     "OOD of other width": (_npz(X=X, y=Y, X_ood_far=np.ones((4, 2))),
                            r"{f}: array 'X_ood_far' has inputs of shape \[2\]; 'X' has \[3\]"),
+    "targets whose squares overflow": (_npz(X=X, y=np.arange(20.0) * 1e300),
+                                       r"{f} \(split 0\): targets too large to standardise or to hold in float32 .*"),
+    "inputs whose squares overflow": (_npz(X=X * 1e300, y=Y),
+                                      r"{f} \(split 0\): inputs too large to standardise or to hold in float32 .*"),
     "text regression targets": (_npz(X=X, y=np.array(["a"] * 20)), r"{f}: array 'y' holds one class only \('a'\)"),
 }
 

@@ -250,6 +250,14 @@ class OwnDataTask(Task):
                             f"{MIN_TEST} are needed")
         if table.kind == "classification" and len(np.unique(table.y[train])) < 2:
             raise DataError(f"{where}: the training rows hold one class only ({table.classes[int(table.y[train][0])]!r})")
+        arrays = [("inputs", table.x[train])] + ([("targets", table.y[train])] if table.kind == "regression" else [])
+        for what, values in arrays:
+            with np.errstate(over="ignore", invalid="ignore"):
+                too_big = not np.isfinite(np.square(values)).all()
+            if too_big or (what == "inputs" and not self.config.standardize
+                           and np.abs(values).max(initial=0.0) > np.finfo(np.float32).max):
+                raise DataError(f"{where}: {what} too large to standardise or to hold in float32 (their squares "
+                                "overflow a float64)")
         if table.kind == "regression":
             constant = np.flatnonzero(table.y[train].std(0) == 0)
             if constant.size:
