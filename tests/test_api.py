@@ -77,6 +77,10 @@ BAD_ARRAYS = {
     "bad kind": (dict(kind="ordinal"), BadConfig, "kind must be 'auto', 'regression' or 'classification'"),
     "bad OOD name": (dict(ood={"Far Away": np.zeros((3, 2))}), BadConfig, "OOD set name 'Far Away'"),
     "OOD of other width": (dict(ood={"far": np.zeros((3, 5))}), DataError, r"has inputs of shape \[5\]; 'X' has \[2\]"),
+    "no rows": (dict(X=np.zeros((0, 2)), y=np.zeros(0)), DataError, r"from_arrays: X has no rows \(shape \[0, 2\]\)"),
+    "ragged lists": (dict(X=[[1, 2], [3]], y=[0, 1]), DataError, r"from_arrays: X is not an array"),
+    "ood a list": (dict(ood=[np.zeros((3, 2))]), BadConfig, r"ood must be a dict of OOD set name -> inputs; got list"),
+    "directory bytes": (dict(directory=b"/tmp"), BadConfig, r"directory must be a str or Path; got b'/tmp'"),
 }
 
 
@@ -147,3 +151,28 @@ def test_evaluate_scores_predictions_made_anywhere_as_every_run_is_scored():
     gaussian = uqbench.Gaussian(torch.zeros(50, 1), torch.ones(50, 1))
     metrics = uqbench.evaluate(gaussian, np.zeros((50, 1)))
     assert metrics["rmse"] == 0.0 and metrics["nll"] == pytest.approx(0.5 * np.log(2 * np.pi))
+
+
+def test_from_arrays_into_a_directory_that_is_a_file_is_one_message(tmp_path):
+    X, y = _moons()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match="from_arrays: cannot write the arrays under"):
+        uqbench.tasks.from_arrays(X, y, directory=tmp_path / "file")
+
+
+@pytest.mark.parametrize("arguments", [{"methods": []}, {"methods": ""}, {"tasks": []}, {"metrics": []}],
+                         ids=["methods []", "methods ''", "tasks []", "metrics []"])
+def test_an_empty_selection_is_refused_not_read_as_the_default(tmp_path, arguments):
+    arguments = {"tasks": "two-moons", **arguments}
+    with pytest.raises(BadArgument, match="is empty; give"):
+        uqbench.compare(out=tmp_path, **arguments)
+
+
+def test_evaluate_refuses_fractional_class_targets_empty_sets_and_other_objects():
+    prediction = uqbench.Categorical(torch.tensor([[0.9, 0.1], [0.2, 0.8]]))
+    with pytest.raises(ValueError, match="class targets must be whole numbers"):
+        uqbench.evaluate(prediction, [0.5, 0.5])
+    with pytest.raises(ValueError, match="no targets"):
+        uqbench.evaluate(uqbench.Categorical(torch.zeros(0, 2)), [])
+    with pytest.raises(TypeError, match="prediction must be uqbench.Categorical, Gaussian or GaussianMixture"):
+        uqbench.evaluate("probs", [0, 1])

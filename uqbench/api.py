@@ -146,8 +146,9 @@ def compare(
                  save_predictions=(save_predictions, bool), force=(force, bool), retry=(retry, bool))
     names, task_settings = _tasks(tasks)
     data = Path(data_dir) if data_dir is not None else None
-    line = CommandLine(suite=suite, tasks=names, methods=_texts("compare", "methods", methods) if methods else None,
-                       exclude=_texts("compare", "exclude", exclude) or None, seeds=seeds, splits=splits,
+    line = CommandLine(suite=suite, tasks=names, methods=_texts("compare", "methods", methods) if methods is not None else None,
+                       exclude=tuple(exclude) if isinstance(exclude, (list, tuple)) and not exclude
+                       else _texts("compare", "exclude", exclude), seeds=seeds, splits=splits,
                        data_dir=data)
     check_parallel(jobs)
     check_threads(threads)
@@ -189,18 +190,29 @@ def evaluate(prediction: Categorical | Gaussian | GaussianMixture, targets: Any,
         `ood.<name>.auroc`, `aupr_in`, `aupr_out`, `fpr95`. Units and directions: `uqbench list metrics`.
 
     Raises:
-        ValueError: targets or scores of the wrong shape, class targets outside [0, C).
+        TypeError: a prediction that is not one of the three distributions.
+        ValueError: no targets, targets or scores of the wrong shape, class targets that are fractions or outside
+            [0, C).
     """
     import torch
 
     from uqbench.metrics import default_ood_score
     from uqbench.metrics import evaluate as evaluate_all
+    from uqbench.prediction import Categorical, Gaussian, GaussianMixture
 
     def tensor(a: Any) -> torch.Tensor:
         return a.detach().cpu() if isinstance(a, torch.Tensor) else torch.as_tensor(a)
 
+    if not isinstance(prediction, (Categorical, Gaussian, GaussianMixture)):
+        raise TypeError("uqbench.evaluate: prediction must be uqbench.Categorical, Gaussian or GaussianMixture; got "
+                        f"{type(prediction).__name__}")
+    targets = tensor(targets)
+    if len(targets) == 0:
+        raise ValueError("uqbench.evaluate: no targets (an empty test set has no metrics)")
+    if isinstance(prediction, Categorical) and (targets.is_floating_point() and bool((targets != targets.round()).any())):
+        raise ValueError("uqbench.evaluate: class targets must be whole numbers (class indices); got fractions")
     test_score = default_ood_score(prediction) if score is None else tensor(score)
-    return evaluate_all(prediction, tensor(targets), test_score, {k: tensor(v) for k, v in (ood_scores or {}).items()})
+    return evaluate_all(prediction, targets, test_score, {k: tensor(v) for k, v in (ood_scores or {}).items()})
 
 
 def run_in_process(the_plan: Plan, options: RunOptions) -> Iterator[tuple[RunSpec, RunRecord, bool]]:
@@ -231,12 +243,17 @@ def _check_types(function: str, **arguments: tuple[object, type | tuple[type, ..
 
 
 def _texts(function: str, name: str, value: str | Iterable[str]) -> tuple[str, ...]:
-    """A name or an iterable of names as a tuple of texts; BadArgument otherwise."""
+    """A name or an iterable of names as a tuple of texts; BadArgument otherwise (an empty one included: it
+    would otherwise read as 'the default')."""
     if isinstance(value, str):
+        if not value.strip():
+            raise BadArgument(f"uqbench.{function}: {name} is empty; give a name, or leave it out for the default")
         return (value,)
     if not isinstance(value, Iterable) or isinstance(value, (bytes, Mapping)):
         raise BadArgument(f"uqbench.{function}: {name} must be a name or a list of names; got {value!r}")
     out = tuple(value)
+    if not out:
+        raise BadArgument(f"uqbench.{function}: {name} is empty; give a name, or leave it out for the default")
     for item in out:
         if not isinstance(item, str):
             raise BadArgument(f"uqbench.{function}: each of {name} must be a name; got {item!r}")
@@ -262,6 +279,8 @@ def _tasks(tasks: Any) -> tuple[tuple[str, ...] | None, tuple[Setting, ...]]:
     if tasks is None:
         return None, ()
     items = [tasks] if isinstance(tasks, str) or not isinstance(tasks, Iterable) else list(tasks)
+    if not items:
+        raise BadArgument("uqbench.compare: tasks is empty; give a task, or leave it out for the `quick` suite")
     resolved = [_task("compare", t) for t in items]
     if sum(bool(s) for _, s in resolved) > 1:
         raise BadConfig("uqbench.compare: one task from from_arrays per comparison (they are all the task 'npz'); "

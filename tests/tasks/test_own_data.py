@@ -173,6 +173,9 @@ BAD_CSV = {
     "split column with no test row": (_csv_text("a,y,s\n" + "".join(f"{i},{i}.5,train\n" for i in range(9))),
                                       ("target=y", "split_column=s"),
                                       r"{f} \(split 0\): 9 training and 0 test rows; at least 2 and 1 are needed"),
+    "a number column with one text cell": (_csv_text("a,y\n" + "".join(f"{i},{i}.5\n" for i in range(9)) + "9,n/a\n"),
+                                           ("target=y",), r"{f}: column 'y', line 11: 'n/a' is not a number, but "
+                                                          r"other values are \(set kind=classification if .*\)"),
     "a quote left open": (_csv_text('a,y\n1,"2.5\n3,4.5\n'), ("target=y",), r"{f}: line \d+: not valid CSV \(.+\)"),
     "no target given": (_csv_text("a,y\n1,2\n"), (), r"task 'csv' needs its target column: --set target=COLUMN \({f}\)"),
 }
@@ -221,6 +224,13 @@ BAD_NPZ = {
                                        r"{f} \(split 0\): targets too large to standardise or to hold in float32 .*"),
     "inputs whose squares overflow": (_npz(X=X * 1e300, y=Y),
                                       r"{f} \(split 0\): inputs too large to standardise or to hold in float32 .*"),
+    "no features": (_npz(X=np.zeros((20, 0)), y=Y),
+                    r"{f}: array 'X' must be numeric inputs \[N, features\.\.\.\]; got float64 of shape \[20, 0\]"),
+    "a test class no training row has": (_npz(X=X, y=Y, X_test=X[:4], y_test=np.array([0, 1, 5, 6])),
+                                         r"{f} \(split 0\): the test rows hold class '5', which no training row has"),
+    "an OOD name with a dot": (_npz(X=X, y=Y, **{"X_ood_a.b": X}),
+                               r"{f}: array 'X_ood_a\.b': an OOD set name must be lower-case letters, digits, - or _"),
+    "complex labels": (_npz(X=X, y=Y + 1j), r"{f}: array 'y' must hold numbers, booleans or text; got dtype complex128"),
     "text regression targets": (_npz(X=X, y=np.array(["a"] * 20)), r"{f}: array 'y' holds one class only \('a'\)"),
 }
 
@@ -253,3 +263,10 @@ def test_index_files_that_are_wrong_are_one_line(cli, tmp_path):
     result = cli(*base, "--set", f"train_index={train}")
     assert result.exit_code == 2 and "give both train_index and test_index, or neither" in result.stderr
     assert tasks.get("csv").Config().test_fraction == 0.2
+
+
+def test_integer_labels_are_classes_by_value(tmp_path):
+    path = _write_csv(tmp_path / "labels.csv", ["x", "y"], [[i, ["1", "01", "2"][i % 3]] for i in range(30)])
+    task, _ = _task("csv", path=path, target="y")
+    data = task.load(0, 0)
+    assert data.info["classes"] == ["1", "2"] and data.out_dim == 2

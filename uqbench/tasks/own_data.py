@@ -50,6 +50,7 @@ MAX_SPLITS = 1000  # index files `train_{split}` are looked for up to this many 
 MIN_TRAIN, MIN_TEST = 2, 1
 INTEGER = re.compile(r"[+-]?\d+")
 SPLIT_VALUES = ("train", "test")
+OOD_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 
 @dataclass(frozen=True)
@@ -248,8 +249,14 @@ class OwnDataTask(Task):
         if len(train) < MIN_TRAIN or len(test) < MIN_TEST:
             raise DataError(f"{where}: {len(train)} training and {len(test)} test rows; at least {MIN_TRAIN} and "
                             f"{MIN_TEST} are needed")
-        if table.kind == "classification" and len(np.unique(table.y[train])) < 2:
-            raise DataError(f"{where}: the training rows hold one class only ({table.classes[int(table.y[train][0])]!r})")
+        if table.kind == "classification":
+            trained = np.unique(table.y[train])
+            if len(trained) < 2:
+                raise DataError(f"{where}: the training rows hold one class only ({table.classes[int(trained[0])]!r})")
+            unseen = np.setdiff1d(np.unique(table.y[test]), trained)
+            if unseen.size:
+                raise DataError(f"{where}: the test rows hold class {table.classes[int(unseen[0])]!r}, which no training "
+                                "row has")
         arrays = [("inputs", table.x[train])] + ([("targets", table.y[train])] if table.kind == "regression" else [])
         for what, values in arrays:
             with np.errstate(over="ignore", invalid="ignore"):
@@ -298,7 +305,8 @@ class CsvTask(OwnDataTask):
                             "feature")
         column = {name: i for i, name in enumerate(header)}
         x = _numbers(path, rows, lines, [column[f] for f in features], features)
-        kind = c.kind if c.kind != "auto" else _inferred_kind([r[column[targets[0]]] for r in rows])
+        kind = c.kind if c.kind != "auto" else _inferred_kind(path, [r[column[targets[0]]] for r in rows], lines,
+                                                              targets[0])
         if kind == "classification":
             if len(targets) > 1:
                 raise BadConfig(f"task 'csv': a classification target is one column; got {c.target!r}")
@@ -337,6 +345,8 @@ class NpzTask(OwnDataTask):
                                 f"got shape {list(y.shape)}")
         x = np.concatenate(xs).astype(np.float64)
         raw = np.concatenate(ys)
+        if raw.dtype.kind not in "biufU":
+            raise DataError(f"{path}: array 'y' must hold numbers, booleans or text; got dtype {raw.dtype}")
         kind = self.config.kind if self.config.kind != "auto" else (
             "regression" if raw.dtype.kind == "f" else "classification")
         if kind == "classification":
@@ -361,6 +371,8 @@ class NpzTask(OwnDataTask):
             test_rows = np.arange(len(x)) >= len(arrays["X"])
         ood = {}
         for name in sorted(k for k in arrays if k.startswith("X_ood_")):
+            if not OOD_NAME.fullmatch(name[len("X_ood_"):]):
+                raise DataError(f"{path}: array {name!r}: an OOD set name must be lower-case letters, digits, - or _")
             _check_inputs(path, name, arrays[name], arrays["X"].shape[1:], allow_empty=False)
             ood[name[len("X_ood_"):]] = arrays[name].astype(np.float64)
         return Table(x, y.astype(np.int64) if kind == "classification" else y, kind, classes, test_rows, ood)
@@ -407,8 +419,12 @@ def from_arrays(X: Any, y: Any, *, X_test: Any = None, y_test: Any = None, ood: 
     arrays = {"X": X, "y": y}
     if X_test is not None or y_test is not None:
         arrays.update(X_test=X_test, y_test=y_test)
+    if ood is not None and not isinstance(ood, dict):
+        raise BadConfig(f"from_arrays: ood must be a dict of OOD set name -> inputs; got {type(ood).__name__}")
+    if directory is not None and not isinstance(directory, (str, Path)):
+        raise BadConfig(f"from_arrays: directory must be a str or Path; got {directory!r}")
     for name, inputs in (ood or {}).items():
-        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+        if not isinstance(name, str) or not OOD_NAME.fullmatch(name):
             raise BadConfig(f"from_arrays: OOD set name {name!r} must be lower-case letters, digits, - or _")
         arrays[f"X_ood_{name}"] = inputs
     plain = {name: _plain_array(name, a) for name, a in arrays.items()}
@@ -417,12 +433,15 @@ def from_arrays(X: Any, y: Any, *, X_test: Any = None, y_test: Any = None, ood: 
         digest.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
         digest.update(np.ascontiguousarray(a).tobytes())
     root = Path(directory) if directory is not None else data_root()
-    root.mkdir(parents=True, exist_ok=True)
-    path = subdir(root, "arrays") / f"arrays-{digest.hexdigest()[:16]}.npz"
-    if not path.is_file():
-        buffer = io.BytesIO()
-        np.savez(buffer, **plain)
-        write_atomic(path, buffer.getvalue())
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        path = subdir(root, "arrays") / f"arrays-{digest.hexdigest()[:16]}.npz"
+        if not path.is_file():
+            buffer = io.BytesIO()
+            np.savez(buffer, **plain)
+            write_atomic(path, buffer.getvalue())
+    except OSError as exc:
+        raise DataError(f"from_arrays: cannot write the arrays under {str(root)!r} ({exc.strerror or exc})") from None
     task = ArrayTask(path, kind)
     NpzTask(OwnDataConfig(path=str(path), kind=kind)).prepare([0])  # the file's checks, now
     return task
@@ -431,9 +450,14 @@ def from_arrays(X: Any, y: Any, *, X_test: Any = None, y_test: Any = None, ood: 
 def _plain_array(name: str, value: Any) -> np.ndarray:
     if hasattr(value, "detach"):  # a torch tensor
         value = value.detach().cpu().numpy()
-    a = np.asarray(value)
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested lists, say
+        raise DataError(f"from_arrays: {name} is not an array ({' '.join(str(exc).split())[:120]})") from None
     if a.dtype.kind not in "biufU":
         raise DataError(f"from_arrays: {name} must hold numbers, booleans or text; got dtype {a.dtype}")
+    if a.ndim == 0 or len(a) == 0:
+        raise DataError(f"from_arrays: {name} has no rows (shape {list(a.shape)})")
     return a
 
 
@@ -495,16 +519,29 @@ def _numbers(path: str, rows: list[list[str]], lines: list[int], columns: list[i
     return out
 
 
-def _inferred_kind(values: list[str]) -> str:
-    """'classification' when every value is an integer or any is not a number; else 'regression'."""
+def _inferred_kind(path: str, values: list[str], lines: list[int], name: str) -> str:
+    """'classification' when every value is an integer, or none is a number (text labels); 'regression' when every
+    value is a number; a column of numbers with some text is a bad cell (DataError naming the first), never a
+    silent switch to classification."""
     texts = [v.strip() for v in values]
     if all(INTEGER.fullmatch(t) for t in texts):
         return "classification"
+    numbers = [_is_float(t) for t in texts]
+    if all(numbers):
+        return "regression"
+    if any(numbers):
+        i = numbers.index(False)
+        raise DataError(f"{path}: column {name!r}, line {lines[i]}: {texts[i][:40]!r} is not a number, but other "
+                        "values are (set kind=classification if the column holds labels)")
+    return "classification"
+
+
+def _is_float(text: str) -> bool:
     try:
-        [float(t) for t in texts]
+        float(text)
     except ValueError:
-        return "classification"
-    return "regression"
+        return False
+    return True
 
 
 def _labels(path: str, values: list[str], lines: list[int], name: str) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -513,9 +550,11 @@ def _labels(path: str, values: list[str], lines: list[int], name: str) -> tuple[
     for text, line in zip(texts, lines):
         if not text:
             raise DataError(f"{path}: column {name!r}, line {line}: empty class label")
-    distinct = set(texts)
-    numeric = all(INTEGER.fullmatch(t) for t in distinct)
-    classes = tuple(sorted(distinct, key=int) if numeric else sorted(distinct))
+    if all(INTEGER.fullmatch(t) for t in texts):  # integers are labels by value: '01' and '1' are one class
+        texts = [str(int(t)) for t in texts]
+        classes = tuple(sorted(set(texts), key=int))
+    else:
+        classes = tuple(sorted(set(texts)))
     if len(classes) < 2:
         raise DataError(f"{path}: column {name!r} holds one class only ({classes[0]!r})")
     index = {c: i for i, c in enumerate(classes)}
@@ -539,7 +578,7 @@ def _ood_files(text: str) -> list[tuple[str, str]]:
         name, sep, path = (s.strip() for s in item.partition("="))
         if not sep or not name or not path:
             raise BadConfig(f"'ood' of task 'csv': expected NAME=FILE[,NAME=FILE...]; got {item!r}")
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+        if not OOD_NAME.fullmatch(name):
             raise BadConfig(f"'ood' of task 'csv': OOD set name {name!r} must be lower-case letters, digits, - or _")
         if name in dict(out):
             raise BadConfig(f"'ood' of task 'csv': OOD set {name!r} given twice")
@@ -569,7 +608,7 @@ def _npz_arrays(path: str) -> dict[str, np.ndarray]:
 
 
 def _check_inputs(path: str, name: str, x: np.ndarray, shape: tuple[int, ...], allow_empty: bool = True) -> None:
-    if x.dtype.kind not in "iufb" or x.ndim < 2:
+    if x.dtype.kind not in "iufb" or x.ndim < 2 or (x.ndim >= 2 and math.prod(x.shape[1:]) == 0):
         raise DataError(f"{path}: array {name!r} must be numeric inputs [N, features...]; got {x.dtype} of shape "
                         f"{list(x.shape)}")
     if x.shape[1:] != shape:
