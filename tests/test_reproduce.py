@@ -147,6 +147,9 @@ BAD = [
      "rmse, mae, nll"),
     (TINY.format(spread="se", splits=2, rmse="1 ± 1", nll="1 ± 1").replace("rmse =", "'ood.moon.auroc' ="),
      "reference.toy-regression.ood.moon.auroc: task 'toy-regression' (regression) does not report 'ood.moon.auroc'"),
+    (TINY.format(spread="sd", splits=5000, rmse="1 ± 1", nll="1 ± 1"),
+     "reference.toy-regression.splits: 5000 repetitions, but the protocol has 2 for task 'toy-regression' "
+     "(1 splits x 2 seeds)"),
     (TINY.format(spread="se", splits=2, rmse="1 ± 1", nll="1 ± 1").replace("version = 1", "version = 'one'"),
      "protocol.version: expected a positive integer; got 'one'"),
     (TINY.format(spread="se", splits=2, rmse="1 ± 1", nll="1 ± 1").replace("[set]\nepochs = 2", "[set]\nepochs = -2"),

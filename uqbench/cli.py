@@ -539,11 +539,13 @@ def reproduce(
 
 
 def _check_reference_splits(proto, the_plan) -> None:
-    """BadConfig when the reference says it averaged over more splits than the task has (its standard errors
-    would be divided by a count that cannot be)."""
+    """BadConfig when the reference says it averaged over more repetitions than the protocol has (the task's
+    splits times the protocol's seeds): its standard errors would be divided by a count that cannot be."""
+    seeds = proto.experiment.seeds or 1
     for task, n in proto.reference.splits.items():
-        if task in the_plan.tasks and n > (have := the_plan.tasks[task].n_splits()):
-            raise BadConfig(f"{proto.path}: reference.{task}.splits: {n}, but task {task!r} has {have} splits")
+        if task in the_plan.tasks and n > (have := the_plan.tasks[task].n_splits() * seeds):
+            raise BadConfig(f"{proto.path}: reference.{task}.splits: {n} repetitions, but the protocol has {have} "
+                            f"for task {task!r} ({the_plan.tasks[task].n_splits()} splits x {seeds} seeds)")
 
 
 def _datasets(names: tuple[str, ...] | None, proto) -> tuple[str, ...] | None:
