@@ -34,7 +34,8 @@ from uqbench.errors import UnknownName
 from uqbench.leaderboard_schema import SCHEMA, validate
 from uqbench.results import RunRecord, aggregate, mean_se
 
-DEFAULT_METRICS = ("accuracy", "rmse", "nll", "crps", "brier", "ece", "ood.*.auroc")
+DEFAULT_METRICS = ("accuracy", "rmse", "nll", "crps", "brier", "ece", "ood.*.auroc", "shift.accuracy", "shift.rmse",
+                   "shift.nll", "shift.ece")
 RANK_BY = "nll"
 ALPHA = 0.05
 

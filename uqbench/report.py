@@ -99,12 +99,15 @@ def mean_se_cell(mean: float, se: float, n: int, digits: int = 4) -> str:
 
 
 def metric_rows(records: list) -> tuple[list[str], list[list[Any]]]:
-    """Rows 'metric | mean ± s.e. | runs' over the successful records of one method on one task."""
-    from uqbench.metrics import metric_spec
+    """Rows 'metric | mean ± s.e. | runs' over the successful records of one method on one task; of the shift
+    metrics only the means per severity and overall (every set's values are in the records, and `--json`)."""
+    from uqbench.metrics import metric_spec, shift
     from uqbench.results import aggregate
 
     rows = []
     for key, (mean, se, n) in aggregate(records).items():
+        if shift.per_set(key):
+            continue
         spec = metric_spec(key)
         arrow = f"→ {spec.ideal:g}" if spec.ideal is not None else "↑" if spec.higher_is_better else "↓"
         rows.append([f"{key} {arrow}", mean_se_cell(mean, se, n), n])

@@ -30,7 +30,7 @@ from uqbench.artifacts import ArtifactCache
 from uqbench.errors import BadConfig, RunFailed, UserError
 from uqbench.methods import FitContext, Predictor
 from uqbench.methods.base import ood_score
-from uqbench.metrics import default_ood_score, evaluate
+from uqbench.metrics import default_ood_score, evaluate, evaluate_shifted
 from uqbench.prediction import Categorical, Gaussian, GaussianMixture, Prediction
 from uqbench.files import write_atomic
 from uqbench.results import ResultStore, RunRecord, clean_metrics
@@ -150,6 +150,9 @@ class Runner:
             record.data_sha256, record.info = dict(data.data_sha256), dict(data.info)
             record.n = {"train": len(data.train), "val": len(data.val) if data.val else 0, "test": len(data.test)}
             record.n.update({f"ood.{k}": int(v.shape[0]) for k, v in data.ood.items()})
+            if data.shifted:  # every shifted set of a task has the test set's size (a gap: its own, one set)
+                record.n["shift"] = len(data.shifted[0].y)
+                record.info["shifted_sets"] = len(data.shifted)
             fitted = spec
             if spec.search is not None:
                 phase[0] = "search"
@@ -162,6 +165,7 @@ class Runner:
             phase[0] = "evaluate"
             t0 = time.perf_counter()
             metrics = evaluate(outputs.test, outputs.targets, outputs.score, outputs.ood_scores)
+            metrics.update(evaluate_shifted(outputs.shifted))
             record.metrics, record.warnings = clean_metrics(metrics)
             record.timings_s["evaluate"] = time.perf_counter() - t0
             if self.options.save_predictions:
@@ -268,10 +272,12 @@ class Outputs:
     score: Tensor
     ood: dict[str, Prediction]
     ood_scores: dict[str, Tensor]
+    shifted: list[tuple[str, int | None, Prediction, Tensor]] = field(default_factory=list)  # name, severity, ...
 
 
 def predict_all(predictor: Predictor, data: TaskData, device: torch.device) -> Outputs:
-    """Predict the test set and every OOD set in batches; undo the target scaling for regression."""
+    """Predict the test set, every OOD set and every shifted set in batches; undo the target scaling for
+    regression. A shifted set's inputs are built one set at a time, and let go once predicted."""
     test, score = _predict(predictor, data.test.x, device)
     targets = data.test.y
     if data.kind == "regression":
@@ -284,7 +290,14 @@ def predict_all(predictor: Predictor, data: TaskData, device: torch.device) -> O
         if data.kind == "regression":
             pred = pred.rescale(data.target_loc, data.target_scale)
         ood[name], ood_scores[name] = pred, default_ood_score(pred) if s is None else s
-    return Outputs(test, targets, default_ood_score(test) if score is None else score, ood, ood_scores)
+    shifted = []
+    for part in data.shifted:
+        pred, _ = _predict(predictor, part.inputs(), device)
+        y = part.y
+        if data.kind == "regression":
+            pred, y = pred.rescale(data.target_loc, data.target_scale), y * data.target_scale + data.target_loc
+        shifted.append((part.name, part.severity, pred, y))
+    return Outputs(test, targets, default_ood_score(test) if score is None else score, ood, ood_scores, shifted)
 
 
 @torch.no_grad()

@@ -416,7 +416,7 @@ def _search(spec: RunSpec, task: Any, request: Request, types: dict[str, dict[st
         return None
     from uqbench.metrics import reported
 
-    if request.search.metric not in (keys := reported(task.kind, task.ood_sets)):
+    if request.search.metric not in (keys := reported(task.kind, task.ood_sets, task.shifted_labels())):
         raise BadConfig(f"{request.search.source}: search.metric: task {spec.task!r} ({task.kind}) does not "
                         f"report {request.search.metric!r}; it reports: {', '.join(keys)}")
     return Search(request.search.metric, request.search.holdout, tuple((p, k, v) for (p, k), v in sorted(axes.items())))

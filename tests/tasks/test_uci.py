@@ -23,7 +23,7 @@ from uqbench import datasets
 from uqbench.datasets import DatasetCard, fetch, file_sha256, load_card
 from uqbench.errors import BadConfig, DataError
 from uqbench.tasks import tasks
-from uqbench.tasks import uci
+from uqbench.tasks import Split, uci
 
 UCI_TASKS = [name for name in tasks.names() if name.startswith("uci-")]
 FOLDER = "tiny/data"
@@ -121,6 +121,40 @@ def test_vbll_protocol_draws_a_72_18_10_split_per_seed(tiny: Path) -> None:
     assert data.info == {"protocol": "vbll"} and not any("index_train" in k for k in data.data_sha256)
     again, other = t.load(seed=3, split=0), t.load(seed=4, split=0)
     assert torch.equal(again.val.x, data.val.x) and not torch.equal(other.val.x, data.val.x)
+
+
+def test_gap_protocol_holds_out_the_middle_third_of_each_feature(tiny: Path) -> None:
+    """Foong et al.'s gap splits: split K sorts by feature K; the middle third is the gap (a labelled shifted set
+    and an OOD set), a seeded tenth of the rest the test set."""
+    t = task(tiny, protocol="gap")
+    assert t.n_splits() == 3 and t.size() == "31 / 3, gap 16" and t.shifted_labels() == ("gap",)
+    table = np.loadtxt(tiny / FOLDER / "data.txt")
+    for k in range(2):
+        data = t.load(seed=0, split=k)
+        train, test = original(data.train, data), original(data.test, data)
+        (gap_set,) = data.shifted
+        gap = np.rint((gap_set.y * data.target_scale + data.target_loc).numpy()[:, 0]).astype(int)
+        assert sorted([*train, *test, *gap]) == list(range(N_ROWS)) and (len(train), len(test), len(gap)) == (31, 3, 16)
+        feature = table[:, k]
+        assert feature[train].min() <= feature[gap].min() and feature[gap].max() <= feature[train].max()
+        assert not ((feature[train] > feature[gap].min()) & (feature[train] < feature[gap].max())).any()
+        assert gap_set.name == "gap" and gap_set.severity is None and torch.equal(gap_set.inputs(), data.ood["gap"])
+        assert data.info == {"protocol": "gap", "gap_distinct": N_ROWS} and t.fingerprint(k) == data.data_sha256
+    a, b = t.load(seed=0, split=0), t.load(seed=1, split=0)
+    gap_rows = [original(Split(d.ood["gap"], d.shifted[0].y), d).tolist() for d in (a, b)]
+    assert gap_rows[0] == gap_rows[1] and original(a.test, a).tolist() != original(b.test, b).tolist()  # seed: test rows
+    assert task(tiny, protocol="gap").load(seed=0, split=2).info["gap_distinct"] == 1  # the constant column
+    assert task(tiny, protocol="gap").load_holdout(0, 0, __import__("uqbench.search").search.Holdout("tail", 0.2)).shifted == ()
+
+
+def test_gap_protocol_reports_regression_metrics_on_the_gap(tiny: Path, tmp_path: Path) -> None:
+    from uqbench.runner import RunOptions, Runner
+    from uqbench.spec import resolve
+
+    spec = resolve("map", "uci-yacht", ["protocol=gap", "epochs=3"], split=1, data_dir=tiny)
+    record, _ = Runner(RunOptions(out=tmp_path / "out", data_dir=tiny)).run(spec)
+    assert record.status == "ok" and record.n["shift"] == 16
+    assert {"shift.gap.rmse", "shift.gap.nll", "shift.gap.crps", "shift.gap.coverage90", "shift.rmse", "ood.gap.auroc"} <= set(record.metrics)
 
 
 @pytest.mark.parametrize(("protocol", "split"), [("vbll", 1), ("standard", N_SPLITS)])

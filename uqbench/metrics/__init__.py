@@ -6,7 +6,8 @@ Metric keys are flat and stable:
 
 - classification: `accuracy`, `nll`, `brier`, `ece`, `ece_adaptive`, `ece_classwise`, `mce`, `aurc`;
 - regression: `rmse`, `mae`, `nll`, `nll_moments`, `crps`, `coverage90`, `coverage95`, `qce`;
-- per OOD set (both kinds): `ood.<set>.auroc`, `ood.<set>.aupr_in`, `ood.<set>.aupr_out`, `ood.<set>.fpr95`.
+- per OOD set (both kinds): `ood.<set>.auroc`, `ood.<set>.aupr_in`, `ood.<set>.aupr_out`, `ood.<set>.fpr95`;
+- under distribution shift (both kinds): `shift.<name>[.<severity>].<metric>` and their means (`uqbench.metrics.shift`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Callable
 import numpy as np
 from torch import Tensor
 
-from uqbench.metrics import classification, ood, regression
+from uqbench.metrics import classification, ood, regression, shift
 from uqbench.prediction import Categorical, Gaussian, GaussianMixture, Prediction
 
 
@@ -108,21 +109,24 @@ METRICS: dict[str, MetricSpec] = {**REGRESSION, **CLASSIFICATION}
 
 
 def metric_spec(key: str) -> MetricSpec:
-    """Spec for a record key such as 'nll', 'rmse' or 'ood.far.auroc'; raises KeyError (naming the closest key)
-    for any other key."""
+    """Spec for a record key such as 'nll', 'rmse', 'ood.far.auroc' or 'shift.fog.3.ece' (that of its metric);
+    raises KeyError (naming the closest key) for any other key."""
     table, name = (OOD, key.rsplit(".", 1)[-1]) if key.startswith("ood.") and key.count(".") >= 2 else (METRICS, key)
+    name = shift.metric_name(key) or name
     if name in table:
         return table[name]
-    valid = [*METRICS, *(f"ood.<set>.{k}" for k in OOD)]
+    valid = [*METRICS, *(f"ood.<set>.{k}" for k in OOD),
+             *dict.fromkeys(f"shift.[<set>.][<severity>.]{m}" for names in shift.METRICS.values() for m in names)]
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise KeyError(f"unknown metric {key!r}.{hint} Available: {', '.join(valid)}")
 
 
-def reported(kind: str, ood_sets: tuple[str, ...] = ()) -> list[str]:
-    """The metric keys `evaluate` reports for a task of this kind with these OOD sets."""
+def reported(kind: str, ood_sets: tuple[str, ...] = (), shifted: tuple[str, ...] = ()) -> list[str]:
+    """The metric keys `evaluate` and `evaluate_shifted` report for a task of this kind with these OOD sets and
+    shifted sets (their labels, `ShiftedSet.label`)."""
     own = REGRESSION if kind == "regression" else CLASSIFICATION
-    return [*own, *(f"ood.{name}.{metric}" for name in ood_sets for metric in OOD)]
+    return [*own, *(f"ood.{name}.{metric}" for name in ood_sets for metric in OOD), *shift.keys(kind, shifted)]
 
 
 def default_ood_score(prediction: Prediction) -> Tensor:
@@ -151,17 +155,8 @@ def evaluate(
     Raises:
         ValueError: on targets or scores of the wrong shape, or class targets outside [0, C).
     """
-    if isinstance(prediction, Categorical):
-        _check_shape(targets, prediction.probs.shape[:1], "class targets")
-        n_classes = prediction.probs.shape[1]
-        if len(targets) and not (0 <= int(targets.min()) and int(targets.max()) < n_classes):
-            raise ValueError(f"class targets must lie in [0, {n_classes}); got {int(targets.min())}..{int(targets.max())}")
-        table, arrays = CLASSIFICATION, (prediction.probs.double().numpy(), targets.long().numpy())
-    else:
-        assert isinstance(prediction, (Gaussian, GaussianMixture))
-        shape = prediction.mean.shape if isinstance(prediction, Gaussian) else prediction.means.shape[1:]
-        _check_shape(targets, shape, "regression targets")
-        table, arrays = REGRESSION, (prediction, targets.double().numpy())
+    table = CLASSIFICATION if isinstance(prediction, Categorical) else REGRESSION
+    arrays = _arrays(prediction, targets)
     _check_shape(score, targets.shape[:1], "test OOD scores")
     out = {key: spec.fn(*arrays) for key, spec in table.items()}
     s_in = score.double().numpy()
@@ -174,6 +169,38 @@ def evaluate(
     return out
 
 
+def _arrays(prediction: Prediction, targets: Tensor) -> tuple:
+    """What the metric functions of the prediction's kind take, after checking the targets against it."""
+    if isinstance(prediction, Categorical):
+        _check_shape(targets, prediction.probs.shape[:1], "class targets")
+        n_classes = prediction.probs.shape[1]
+        if len(targets) and not (0 <= int(targets.min()) and int(targets.max()) < n_classes):
+            raise ValueError(f"class targets must lie in [0, {n_classes}); got {int(targets.min())}..{int(targets.max())}")
+        return prediction.probs.double().numpy(), targets.long().numpy()
+    assert isinstance(prediction, (Gaussian, GaussianMixture))
+    shape = prediction.mean.shape if isinstance(prediction, Gaussian) else prediction.means.shape[1:]
+    _check_shape(targets, shape, "regression targets")
+    return prediction, targets.double().numpy()
+
+
+def evaluate_shifted(
+    sets: list[tuple[str, int | None, Prediction, Tensor]]
+) -> dict[str, float]:
+    """The shift metrics (`uqbench.metrics.shift`) of predictions on shifted test sets, each set's and their means.
+
+    Args:
+        sets: (shift name, severity or None, prediction, targets) per set, as `evaluate` takes them (regression in
+            original target units).
+    """
+    per_set = {}
+    for name, severity, prediction, targets in sets:
+        kind = "classification" if isinstance(prediction, Categorical) else "regression"
+        table = CLASSIFICATION if kind == "classification" else REGRESSION
+        arrays = _arrays(prediction, targets)
+        per_set[(name, severity)] = {m: table[m].fn(*arrays) for m in shift.METRICS[kind]}
+    return shift.summarise(per_set)
+
+
 def _check_shape(x: Tensor, shape: tuple[int, ...], what: str) -> None:
     if tuple(x.shape) != tuple(shape):
         raise ValueError(f"{what} must have shape {list(shape)}; got {list(x.shape)}")
@@ -181,5 +208,5 @@ def _check_shape(x: Tensor, shape: tuple[int, ...], what: str) -> None:
 
 __all__ = [
     "CLASSIFICATION", "METRICS", "OOD", "REGRESSION", "MetricSpec", "badness", "default_ood_score", "evaluate",
-    "metric_spec", "reported",
+    "evaluate_shifted", "metric_spec", "reported",
 ]

@@ -45,6 +45,29 @@ class Split:
 
 
 @dataclass(frozen=True)
+class ShiftedSet:
+    """A labelled test set under a named shift: a corruption at a severity (images), a gap in one input (UCI).
+
+    Attributes:
+        name: the shift, e.g. 'gaussian_noise' or 'gap'; metric keys are `shift.<name>[.<severity>].<metric>`.
+        severity: 1 (mildest) .. 5, or None for a shift without severities.
+        y: targets, as `Split.y`.
+        inputs: builds the inputs [N, *in_shape], in the same units as `train.x`, when the evaluator asks (a
+            task with many shifted sets keeps them compact until then).
+    """
+
+    name: str
+    severity: int | None
+    y: Tensor
+    inputs: Callable[[], Tensor]
+
+    @property
+    def label(self) -> str:
+        """`<name>.<severity>`, or `<name>` without a severity: the part of its metric keys after `shift.`."""
+        return self.name if self.severity is None else f"{self.name}.{self.severity}"
+
+
+@dataclass(frozen=True)
 class TaskData:
     """Everything a method may see of a task for one (seed, split), plus what the evaluator needs.
 
@@ -52,6 +75,8 @@ class TaskData:
         kind: 'regression' or 'classification'.
         train, test: the splits; `val` is optional (early stopping, post-hoc tuning).
         ood: name -> OOD inputs [N_ood, *in_shape], in the same units as `train.x`.
+        shifted: labelled test sets under distribution shift, evaluated with the task kind's shift metrics
+            (`uqbench.metrics.shift`); empty unless the task's settings ask for them.
         out_dim: number of classes, or number of regression targets D.
         target_loc, target_scale: regression only, [D]: original = loc + scale * standardised.
         input_loc, input_scale: [*in_shape]: original = loc + scale * the inputs given here; None when the task
@@ -68,6 +93,7 @@ class TaskData:
     out_dim: int
     val: Split | None = None
     ood: dict[str, Tensor] = field(default_factory=dict)
+    shifted: tuple[ShiftedSet, ...] = ()
     target_loc: Tensor | None = None
     target_scale: Tensor | None = None
     input_loc: Tensor | None = None
@@ -123,6 +149,10 @@ class Task(ABC):
         """Short size description for `list tasks`, e.g. '800 / 200'."""
         return ""
 
+    def shifted_labels(self) -> tuple[str, ...]:
+        """Labels (`ShiftedSet.label`) of the shifted test sets `load` returns with these settings; none by default."""
+        return ()
+
     def fingerprint(self, split: int) -> dict[str, str]:
         """What identifies the data of `split` (part of every run's key): file -> sha256 for files (from a dataset
         card where there is one, else hashed now), or `{name: 'generated/<data_version>'}` for generated data.
@@ -141,7 +171,7 @@ class Task(ABC):
 
     def load_holdout(self, seed: int, split: int, holdout: Holdout) -> TaskData:
         """The training part of (seed, split) cut in two for a hyperparameter search: `train` the kept rows,
-        `test` the held-out ones, no validation or OOD sets.
+        `test` the held-out ones, no validation, OOD or shifted sets.
 
         This default carves the loaded tensors and keeps the task's scaling; a task that can standardise the
         kept rows on their own statistics (as the UCI tasks do, like the dropout repository's search) overrides it.
@@ -149,7 +179,8 @@ class Task(ABC):
         data = self.load(seed, split)
         keep, held = (torch.as_tensor(rows) for rows in holdout.rows(len(data.train), seed))
         x, y = data.train.x, data.train.y
-        return dataclasses.replace(data, train=Split(x[keep], y[keep]), test=Split(x[held], y[held]), val=None, ood={})
+        return dataclasses.replace(data, train=Split(x[keep], y[keep]), test=Split(x[held], y[held]), val=None, ood={},
+                                   shifted=())
 
     @classmethod
     def summary(cls) -> str:

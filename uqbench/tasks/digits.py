@@ -10,6 +10,7 @@ import torch
 
 from uqbench.config import Checked, Interval
 from uqbench.models import BackboneConfig
+from uqbench.shift import sets as shift_sets
 from uqbench.tasks.base import Split, Task, TaskData, tasks
 from uqbench.training import TrainConfig
 
@@ -33,12 +34,18 @@ class Digits(Task):
 
     @dataclass(frozen=True)
     class Config(Checked):
-        """Data settings: test images of each draw (the rest, 1797 - n_test, train)."""
+        """Data settings: test images of each draw (the rest, 1797 - n_test, train); `shift`: also evaluate on
+        the test images under every corruption at severities 1-5 (`uqbench.shift.sets`, generated and cached)."""
 
         n_test: Annotated[int, Interval(10, 1787)] = 497
+        shift: bool = False
 
     def fingerprint(self, split: int) -> dict[str, str]:
-        return {"digits": "scikit-learn bundled"}
+        shifted = {"shift": f"generated/{shift_sets.VERSION}"} if self.config.shift else {}
+        return {"digits": "scikit-learn bundled", **shifted}
+
+    def shifted_labels(self) -> tuple[str, ...]:
+        return shift_sets.labels(1) if self.config.shift else ()
 
     def size(self) -> str:
         return f"{1797 - self.config.n_test} / {self.config.n_test}"
@@ -60,11 +67,17 @@ class Digits(Task):
         def tensor(a: np.ndarray) -> torch.Tensor:
             return torch.as_tensor((a - loc) / scale, dtype=torch.float32)[:, None]
 
+        y_test = torch.as_tensor(y_te, dtype=torch.long)
+        shifted = ()
+        if self.config.shift:
+            files = shift_sets.generated(torch.as_tensor(x_te)[:, None])
+            shifted = shift_sets.shifted_sets(files, len(x_te), y_test, lambda u8: tensor(u8[:, 0] / 255.0))
         return TaskData(
             kind="classification",
             train=Split(tensor(x_tr), torch.as_tensor(y_tr, dtype=torch.long)),
-            test=Split(tensor(x_te), torch.as_tensor(y_te, dtype=torch.long)),
+            test=Split(tensor(x_te), y_test),
             out_dim=10,
             ood={"rotated": tensor(rotated), "noise": tensor(noise)},
+            shifted=shifted,
             data_sha256=self.fingerprint(split),
         )

@@ -91,7 +91,7 @@ class FashionMNIST(ImageTask):
 
     ood_sets = ("mnist", "digits")
     source = "Debian dataset-fashion-mnist, torchvision or --data-dir"
-    dataset, classes, full_sizes = "fashion-mnist", 10, (60000, 10000)
+    dataset, classes, full_sizes, channels = "fashion-mnist", 10, (60000, 10000), 1
 
     recipe = TrainConfig(epochs=5, batch_size=128, lr=3e-3, weight_decay=1e-4, optimizer="adamw", schedule="cosine")
 

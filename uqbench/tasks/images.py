@@ -33,6 +33,7 @@ from uqbench.config import AT_LEAST_ONE, Checked
 from uqbench.datasets import data_root, file_md5, file_sha256, tidy_on_failure
 from uqbench.errors import DataError
 from uqbench.models import BackboneConfig
+from uqbench.shift import sets as shift_sets
 from uqbench.tasks.base import Split, Task, TaskData, tasks
 from uqbench.training import TrainConfig
 
@@ -262,11 +263,15 @@ class ImageConfig(Checked):
         augment: random crop with 4-pixel padding (and horizontal flips where the task allows them).
         n_train: use only the first n training images (None: all).
         n_test: use only the first n images of the test set and of every OOD set (None: all).
+        shift: also evaluate on the test images under every corruption of Hendrycks & Dietterich (2019) at
+            severities 1-5 (`uqbench.shift.sets`: the published CIFAR-10-C / CIFAR-100-C files where they are under
+            the data root, else generated once and cached); metrics `shift.*`.
     """
 
     augment: bool = True
     n_train: Annotated[int | None, AT_LEAST_ONE] = None
     n_test: Annotated[int | None, AT_LEAST_ONE] = None
+    shift: bool = False
 
 
 Located = dict[str, "Path | str"]  # file name relative to the data root -> path (or set name -> identity text)
@@ -289,6 +294,8 @@ class ImageTask(Task):
     classes: ClassVar[int]
     full_sizes: ClassVar[tuple[int, int]]  # (train, test) images in the full dataset
     flip: ClassVar[bool] = True
+    channels: ClassVar[int] = 3
+    published_shift: ClassVar[str | None] = None  # the folder of Hendrycks's files of this test set, if any
 
     def size(self) -> str:
         n_train, n_test = self.full_sizes
@@ -314,9 +321,24 @@ class ImageTask(Task):
         found.update({name: (dataset, self.locate(dataset, split)) for name, (dataset, split) in self.ood_parts().items()})
         return found
 
+    def shifted_labels(self) -> tuple[str, ...]:
+        return shift_sets.labels(self.channels) if self.config.shift else ()
+
     def fingerprint(self, split: int) -> dict[str, str]:
         """The sha256 of every file a run reads, hashed now (downloading what is missing when allowed)."""
-        return _sha256(files for _, files in self.located().values())
+        located = self.located()
+        shifted = {}
+        if self.config.shift:
+            published = self._published_shift(lambda: self.decode(*located["test"])[1])
+            shifted = _shift_fingerprint(published)
+        return {**_sha256(files for _, files in located.values()), **shifted}
+
+    def _published_shift(self, test_labels: Callable[[], np.ndarray]) -> dict[str, Path] | None:
+        """The published corrupted test sets of this task (`shift_sets.published`) where they are under the data
+        root, else None: the sets are generated. `test_labels` gives the clean test set's labels [N]."""
+        if self.published_shift is None:
+            return None
+        return shift_sets.published(self.published_shift, self.data_dir, test_labels(), (32, 32, self.channels))
 
     def load(self, seed: int, split: int) -> TaskData:
         cfg = self.config
@@ -327,16 +349,28 @@ class ImageTask(Task):
         first = slice(None, cfg.n_test)
         x_train = normalise(train_pixels[: cfg.n_train])
         missing = [name for name in self.ood_sets if name not in images]
+        shifted, fingerprint = (), _sha256(files for _, files in located.values())
+        if cfg.shift:
+            published = self._published_shift(lambda: test_labels)
+            files = published or shift_sets.generated(torch.from_numpy(test_pixels[first]).float() / 255)
+            shifted = shift_sets.shifted_sets(files, len(test_labels[first]), torch.from_numpy(test_labels), normalise)
+            fingerprint.update(_shift_fingerprint(published))
         return TaskData(
             kind="classification",
             train=Split(x_train, torch.from_numpy(train_labels[: cfg.n_train])),
             test=Split(normalise(test_pixels[first]), torch.from_numpy(test_labels[first])),
             out_dim=self.classes,
             ood={name: normalise(pixels[first]) for name, (pixels, _) in images.items()},
+            shifted=shifted,
             train_transform=RandomCropFlip(4, self.flip) if cfg.augment else None,
-            data_sha256=_sha256(files for _, files in located.values()),
+            data_sha256=fingerprint,
             info={"ood_unavailable": missing} if missing else {},
         )
+
+
+def _shift_fingerprint(published: dict[str, Path] | None) -> dict[str, str]:
+    """What a run's shifted sets are made of: the published files' sha256, or the generator's version."""
+    return shift_sets.fingerprint(published) if published else {"shift": f"generated/{shift_sets.VERSION}"}
 
 
 def _sha256(located: Iterable[Located]) -> dict[str, str]:
@@ -351,6 +385,7 @@ class CIFAR10(ImageTask):
     ood_sets = ("svhn", "cifar100")
     source = "torchvision (download or --data-dir)"
     dataset, classes, full_sizes = "cifar10", 10, (50000, 10000)
+    published_shift = "CIFAR-10-C"
 
 
 @tasks.register("cifar100")
@@ -360,6 +395,7 @@ class CIFAR100(ImageTask):
     ood_sets = ("svhn", "cifar10")
     source = "torchvision (download or --data-dir)"
     dataset, classes, full_sizes = "cifar100", 100, (50000, 10000)
+    published_shift = "CIFAR-100-C"
 
 
 @tasks.register("svhn")

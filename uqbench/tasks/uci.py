@@ -10,6 +10,12 @@ Two protocols (task key `protocol`):
 - `vbll`: the VBLL paper's protocol (Harrison et al. 2024): each seed draws its own random 72 % / 18 % / 10 %
   train / validation / test split of all rows; the validation part is `TaskData.val` and drives early stopping
   (`patience`). There is one split index, 0: the repetitions are the seeds (`--seeds 20`).
+- `gap`: the "gap" splits of Foong et al. (2019, "In-between" uncertainty in Bayesian neural networks), one per
+  input feature: split K sorts the rows by feature K (ties by row order) and holds out the middle third, the
+  `gap`; a seeded 10 % of the outer two thirds is the (in-distribution) test set, the rest trains. The gap is
+  both a labelled shifted set, scored with the regression metrics as `shift.gap.*`, and an OOD set
+  (`ood.gap.*`: does the predictive variance rise in the gap?). A feature with few distinct values (a constant
+  one, as in naval) gives a gap that is no gap; the record's `info.gap_distinct` says how many it has.
 
 Inputs and targets are standardised with the training part's mean and standard deviation (a constant input
 column, as in naval, is only centred); metrics come out in original target units through `target_loc` and
@@ -30,7 +36,7 @@ from uqbench.datasets import DatasetCard, fetch, load_card
 from uqbench.errors import BadConfig
 from uqbench.models import BackboneConfig
 from uqbench.search import Holdout
-from uqbench.tasks.base import Split, Task, TaskData, tasks
+from uqbench.tasks.base import ShiftedSet, Split, Task, TaskData, tasks
 from uqbench.tasks.scaling import input_scaling
 from uqbench.training import TrainConfig
 
@@ -42,10 +48,11 @@ class UCIConfig(Checked):
     """Data settings of a UCI task.
 
     Attributes:
-        protocol: 'standard' (published fixed splits) or 'vbll' (random 72/18/10 split per seed).
+        protocol: 'standard' (published fixed splits), 'vbll' (random 72/18/10 split per seed) or 'gap' (one split
+            per feature, its middle third held out; Foong et al. 2019).
     """
 
-    protocol: Literal["standard", "vbll"] = "standard"
+    protocol: Literal["standard", "vbll", "gap"] = "standard"
 
 
 class UCITask(Task):
@@ -70,13 +77,20 @@ class UCITask(Task):
         return load_card(self.card_name)
 
     def n_splits(self) -> int:
-        return 1 if self.config.protocol == "vbll" else int(self.card.facts["shape"]["splits"])
+        protocol, shape = self.config.protocol, self.card.facts["shape"]
+        return 1 if protocol == "vbll" else int(shape["features"] if protocol == "gap" else shape["splits"])
 
     def size(self) -> str:
         shape = self.card.facts["shape"]
         if self.config.protocol == "vbll":
             return " / ".join(str(n) for n in _vbll_sizes(shape["rows"]))
+        if self.config.protocol == "gap":
+            n_train, n_test, n_gap = _gap_sizes(shape["rows"])
+            return f"{n_train} / {n_test}, gap {n_gap}"
         return f"{shape['train']} / {shape['test']}"
+
+    def shifted_labels(self) -> tuple[str, ...]:
+        return ("gap",) if self.config.protocol == "gap" else ()
 
     def files(self, split: int) -> list[str]:
         """The card's files that `split` reads."""
@@ -100,38 +114,49 @@ class UCITask(Task):
 
     def load(self, seed: int, split: int) -> TaskData:
         x, y, parts = self._rows(seed, split)
-        return self._task_data(x, y, parts, self.fingerprint(split))
+        data = self._task_data(x, y, parts, self.fingerprint(split))
+        if self.config.protocol == "gap":
+            data.info["gap_distinct"] = int(len(np.unique(x[:, split])))
+        return data
 
     def load_holdout(self, seed: int, split: int, holdout: Holdout) -> TaskData:
         """The training rows (in their index file's order) cut by `holdout`, standardised on the kept rows alone:
         what the dropout repository's grid search does (`normalize=True` on the 80 % part)."""
         x, y, parts = self._rows(seed, split)
-        keep, held = holdout.rows(len(parts[0]), seed)
-        return self._task_data(x, y, [parts[0][keep], parts[0][held]], self.fingerprint(split))
+        keep, held = holdout.rows(len(parts["train"]), seed)
+        train = parts["train"]
+        return self._task_data(x, y, {"train": train[keep], "test": train[held]}, self.fingerprint(split))
 
-    def _rows(self, seed: int, split: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-        """Inputs [N, F] and targets [N, 1] in original units, and the row indices of the split's parts."""
+    def _rows(self, seed: int, split: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Inputs [N, F] and targets [N, 1] in original units, and the row indices of the split's parts ('train',
+        'test', and 'val' or 'gap' under the protocols that have them)."""
         files = self.files(split)
         paths = {name: fetch(self.card, name, self.data_dir) for name in files}
         table = np.loadtxt(paths["data.txt"], dtype=np.float64, ndmin=2)
         x = table[:, _indices(paths["index_features.txt"])]
         y = table[:, _indices(paths["index_target.txt"])]
         if self.config.protocol == "standard":
-            parts = [_indices(paths[f"index_train_{split}.txt"]), _indices(paths[f"index_test_{split}.txt"])]
+            parts = {"train": _indices(paths[f"index_train_{split}.txt"]), "test": _indices(paths[f"index_test_{split}.txt"])}
+        elif self.config.protocol == "gap":
+            parts = _gap_parts(x[:, split], seed, split)
         else:
             parts = _vbll_parts(len(table), seed)
         return x, y, parts
 
-    def _task_data(self, x: np.ndarray, y: np.ndarray, parts: list[np.ndarray], sha256: dict[str, str]) -> TaskData:
-        """x [N, F], y [N, 1] in original units; parts: row indices of train (, validation), test."""
-        x_loc, x_scale = input_scaling(x[parts[0]])
-        y_loc, y_scale = y[parts[0]].mean(0), y[parts[0]].std(0)
-        splits = [Split(_float((x[i] - x_loc) / x_scale), _float((y[i] - y_loc) / y_scale)) for i in parts]
+    def _task_data(self, x: np.ndarray, y: np.ndarray, parts: dict[str, np.ndarray], sha256: dict[str, str]
+                   ) -> TaskData:
+        """x [N, F], y [N, 1] in original units; parts: row indices of 'train', 'test' and optionally 'val', 'gap'."""
+        x_loc, x_scale = input_scaling(x[parts["train"]])
+        y_loc, y_scale = y[parts["train"]].mean(0), y[parts["train"]].std(0)
+        splits = {k: Split(_float((x[i] - x_loc) / x_scale), _float((y[i] - y_loc) / y_scale)) for k, i in parts.items()}
+        gap = splits.get("gap")
         return TaskData(
             kind="regression",
-            train=splits[0],
-            val=splits[1] if len(splits) == 3 else None,
-            test=splits[-1],
+            train=splits["train"],
+            val=splits.get("val"),
+            test=splits["test"],
+            ood={"gap": gap.x} if gap else {},
+            shifted=(ShiftedSet("gap", None, gap.y, lambda: gap.x),) if gap else (),
             out_dim=y.shape[1],
             target_loc=_float(y_loc),
             target_scale=_float(y_scale),
@@ -151,11 +176,33 @@ def _vbll_sizes(n: int) -> tuple[int, int, int]:
     return n - n_val - n_test, n_val, n_test
 
 
-def _vbll_parts(n: int, seed: int) -> list[np.ndarray]:
+def _vbll_parts(n: int, seed: int) -> dict[str, np.ndarray]:
     """Train, validation and test row indices of the random split drawn from `seed`."""
     order = np.random.default_rng(seed).permutation(n)
     n_train, n_val, _ = _vbll_sizes(n)
-    return [order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]]
+    return {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
+
+
+GAP_TEST_FRACTION = 0.1  # of the rows outside the gap: the in-distribution test set
+
+
+def _gap_sizes(n: int) -> tuple[int, int, int]:
+    """(train, test, gap) sizes of a gap split of n rows."""
+    n_gap = round(2 * n / 3) - round(n / 3)
+    n_test = round(GAP_TEST_FRACTION * (n - n_gap))
+    return n - n_gap - n_test, n_test, n_gap
+
+
+def _gap_parts(feature: np.ndarray, seed: int, split: int) -> dict[str, np.ndarray]:
+    """Rows sorted by `feature` [N] (stable: ties in row order); the middle third is the gap, and a seeded
+    `GAP_TEST_FRACTION` of the others, drawn from (seed, split), the test set."""
+    n = len(feature)
+    order = np.argsort(feature, kind="stable")
+    gap = order[round(n / 3) : round(2 * n / 3)]
+    outer = np.concatenate([order[: round(n / 3)], order[round(2 * n / 3) :]])
+    outer = outer[np.random.default_rng([seed, split]).permutation(len(outer))]
+    _, n_test, _ = _gap_sizes(n)
+    return {"train": outer[n_test:], "test": outer[:n_test], "gap": gap}
 
 
 def _float(a: np.ndarray) -> torch.Tensor:
