@@ -342,13 +342,11 @@ def task_table(board: Leaderboard, task: str, fmt: str, metrics: tuple[str, ...]
         cost: with the columns fit s, predict s and params.
     """
     rows, keys = board.task_rows(task), shown(board.columns(task), metrics)
-    duplicated = {r.method for r in rows if sum(o.method == r.method for o in rows) > 1}
     show_missing = any(r.n_missing for r in rows)
     columns = ["method", *(f"{k} {_arrow(board, k)}" for k in keys), "runs", "failed"]
     columns += ["missing"] * show_missing + ["rank", "avg rank"] + ["fit s", "predict s", "params"] * cost
     out = []
-    for row in rows:
-        label = f"{row.method} ({row.config_id[:8]})" if row.method in duplicated else row.method
+    for row, label in zip(rows, row_labels(rows)):
         cells = [label, *(_cell(row.metrics.get(k), fmt) for k in keys), str(row.n_runs), _failed(row.n_failed, fmt)]
         cells += [str(row.n_missing)] * show_missing
         cells += [_num(row.rank, "g"), _num(row.avg_rank, ".2f")]
@@ -356,6 +354,13 @@ def task_table(board: Leaderboard, task: str, fmt: str, metrics: tuple[str, ...]
                   _count(row.cost.get("n_params"))] * cost
         out.append(cells)
     return columns, out, f"{task} (rank by {board.rank_by.get(task, '-')})"
+
+
+def row_labels(rows: list[Row]) -> list[str]:
+    """The name of each of one task's rows: its method, with the config id's start when the method has several
+    configs on the task (`map (3f9c0a7d)`)."""
+    duplicated = {r.method for r in rows if sum(o.method == r.method for o in rows) > 1}
+    return [f"{r.method} ({r.config_id[:8]})" if r.method in duplicated else r.method for r in rows]
 
 
 def rank_table(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
@@ -434,5 +439,5 @@ def _count(n: float | None) -> str:
 
 __all__ = [
     "LEGEND", "SCHEMA", "Cell", "Leaderboard", "Row", "badness", "build", "check_patterns", "flat_table", "paired_test",
-    "provenance", "rank_table", "shown", "task_table",
+    "provenance", "rank_table", "row_labels", "shown", "task_table",
 ]
