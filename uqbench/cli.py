@@ -622,17 +622,19 @@ def plot(
     tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated tasks (default: all).")] = None,
     methods: Annotated[Optional[str], typer.Option("--methods", help="Comma-separated methods (default: all).")] = None,
     kind: Annotated[
-        Optional[list[str]], typer.Option("--kind", help="reliability, bands, ood or curves (repeatable; default: all).")
+        Optional[list[str]],
+        typer.Option("--kind", help="reliability, bands, ood, curves or shift (repeatable; default: all)."),
     ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="Figure file format: png, pdf or svg.")] = "png",
     dpi: Annotated[int, typer.Option("--dpi", help="Resolution of PNG figures (and of images inside PDF/SVG).")] = 150,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Draw figures that compare methods: reliability, 1-D regression bands, OOD scores (from saved predictions) and
-    training curves (from the records)."""
+    """Draw figures that compare methods: reliability, 1-D regression bands, OOD scores (from saved predictions),
+    training curves and metrics under dataset shift (from the records)."""
     from uqbench.errors import DataError
     from uqbench.files import subdir
-    from uqbench.plots import APPLIES, KINDS, NoPredictions, check_output, collect, draw, draw_curves, write
+    from uqbench.plots import (APPLIES, KINDS, RECORD_KINDS, NoPredictions, check_output, collect, draw, draw_records,
+                               none_applies, write)
     from uqbench.results import ResultStore
 
     with user_errors():
@@ -645,19 +647,22 @@ def plot(
             raise DataError(f"--results {str(results)!r}: no such directory")
         store, notes = ResultStore(results), []
         records, kinds = _selected(store.records(), task_names, method_names, results), tuple(dict.fromkeys(kind or KINDS))
-        curves = draw_curves(records) if "curves" in kinds else []
-        if "curves" in kinds and not curves and kinds == ("curves",):
+        recorded = draw_records(records, kinds, notes)
+        if kinds == ("curves",) and not recorded:
             raise DataError(f"no run in {str(results)!r} kept a training curve: curves need "
                             f"{APPLIES['curves']}; records made before uqbench kept curves have none")
-        predicted, figures = tuple(k for k in kinds if k != "curves"), []
+        if not recorded and all(k in RECORD_KINDS for k in kinds):
+            raise none_applies(kinds, {r.key.task for r in records})
+        predicted, figures = tuple(k for k in kinds if k not in RECORD_KINDS), []
         if predicted:
             try:
                 figures = draw(collect(records, results, notes), predicted, data_dir, notes)
             except NoPredictions as exc:
-                if not curves:
+                if not recorded:
                     raise
-                notes.append(f"{exc}; only the training curves are drawn")
-        figures += curves
+                drawn = " and ".join(dict.fromkeys(RECORD_KINDS[d.kind] for d in recorded))
+                notes.append(f"{exc}; only the {drawn} are drawn")
+        figures += recorded
         target = out or subdir(results, "plots")
         ensure_writable(target)
         paths = write(figures, target, fmt, dpi)

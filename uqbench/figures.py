@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from uqbench.errors import DataError
+from uqbench.plots import SEVERITIES, SHIFT_METRICS
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from uqbench.plots import Runs
+    from uqbench.plots import Runs, Shift
     from uqbench.results import RunRecord
     from uqbench.tasks import TaskData
 
@@ -34,13 +35,14 @@ LINE_COLORS = ("tab:blue", *SET_COLORS, "tab:red", "tab:grey")
 CLUSTER_GAP = 0.05  # OOD inputs further apart than this fraction of the panel's x range shade separate regions
 
 
-def _panels(n: int, title: str, sharex: bool = False, sharey: bool = False) -> tuple[Figure, list[Axes]]:
-    """A figure titled `title` holding a grid of n panels, COLUMNS per row; the unused cells of the last row are
+def _panels(n: int, title: str, sharex: bool = False, sharey: bool = False,
+            columns: int = COLUMNS) -> tuple[Figure, list[Axes]]:
+    """A figure titled `title` holding a grid of n panels, `columns` per row; the unused cells of the last row are
     removed and the panel above each of them shows its x tick labels."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    cols = min(n, COLUMNS)
+    cols = min(n, columns)
     rows = math.ceil(n / cols)
     fig = Figure(figsize=(PANEL[0] * cols, PANEL[1] * rows + 1.0), layout="constrained")
     FigureCanvasAgg(fig)
@@ -53,9 +55,9 @@ def _panels(n: int, title: str, sharex: bool = False, sharey: bool = False) -> t
     return fig, axes[:n]
 
 
-def _label(axes: list[Axes], xlabel: str, ylabel: str) -> None:
-    """x labels under the bottom panel of each column, y labels left of the first column."""
-    cols = min(len(axes), COLUMNS)
+def _label(axes: list[Axes], xlabel: str, ylabel: str, columns: int = COLUMNS) -> None:
+    """x labels under the bottom panel of each column, y labels left of the first column (of `columns`)."""
+    cols = min(len(axes), columns)
     for i, ax in enumerate(axes):
         if i >= len(axes) - cols:
             ax.set_xlabel(xlabel)
@@ -319,6 +321,60 @@ def curves(task: str, runs: dict[str, list[RunRecord]]) -> Figure | None:
     return fig
 
 
+SHIFT_COLUMNS = 2  # panels per row of the shift figure: its 4 metrics as a 2 x 2 grid
+BOX_INCHES = 0.13  # panel width per box of the shift figure
+BOX_STYLE = {"alpha": 0.6}
+
+
+def shift(task: str, methods: list[Shift]) -> Figure:
+    """Ovadia et al. (NeurIPS 2019), Fig. 2: a panel per metric (accuracy, nll, brier, ece, those the methods
+    report under shift), sharing x = severity 0 (the clean test set) .. SEVERITIES, and at each severity a box
+    per method, side by side in the given (leaderboard) order, each in its own colour.
+
+    A severity's box spans the corruptions (each one's value the mean over the method's runs): quartiles, median,
+    and whiskers at the minimum and maximum, as in the paper. The clean box spans the method's runs (seeds and
+    splits); with one run it is a line.
+    """
+    from matplotlib.patches import Patch
+
+    from uqbench.metrics import metric_spec
+
+    keys = [m for m in SHIFT_METRICS if any(m in s.shifted for s in methods)]
+    fig, axes = _panels(len(keys), f"Dataset shift on {task}", sharex=True, columns=SHIFT_COLUMNS)
+    cols = min(len(keys), SHIFT_COLUMNS)
+    fig.set_size_inches(cols * max(PANEL[0], 1.2 + BOX_INCHES * (SEVERITIES + 1) * len(methods)),
+                        PANEL[1] * math.ceil(len(keys) / cols) + 1.4)
+    _label(axes, "corruption severity", "", SHIFT_COLUMNS)
+    width = 0.8 / len(methods)
+    for ax, key in zip(axes, keys):
+        for i, method in enumerate(methods):
+            boxes = {sev: values for sev in range(SEVERITIES + 1) if (values := method.values(key, sev))}
+            if not boxes:
+                continue
+            color = {"color": _line_color(i)}
+            ax.boxplot(list(boxes.values()), positions=[sev - 0.4 + width * (i + 0.5) for sev in boxes],
+                       widths=0.85 * width, whis=(0, 100), showfliers=False, manage_ticks=False, patch_artist=True,
+                       label=method.label, medianprops={"color": "black"},
+                       boxprops={**BOX_STYLE, "facecolor": color["color"], "edgecolor": color["color"]},
+                       whiskerprops=color, capprops=color)
+        ax.axvline(0.5, color="grey", lw=0.8, ls=":")
+        spec = metric_spec(key)
+        ax.set_title(f"{key} ({'higher' if spec.higher_is_better else 'lower'} is better)", fontsize=10)
+        ax.set(xlim=(-0.5, SEVERITIES + 0.5), ylabel=f"{key} ({spec.unit})")
+        ax.set_xticks(range(SEVERITIES + 1), ["clean", *map(str, range(1, SEVERITIES + 1))])
+    handles = [Patch(**BOX_STYLE, color=_line_color(i), label=m.label) for i, m in enumerate(methods)]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(methods), 6), fontsize=8,
+               title=_shift_caption(methods), title_fontsize=8)
+    return fig
+
+
+def _shift_caption(methods: list[Shift]) -> str:
+    corruptions = {len(m.corruptions()) for m in methods}
+    which = f"the {corruptions.pop()} corruptions" if len(corruptions) == 1 else "the corruptions"
+    return (f"clean: a box over each method's runs (seeds and splits)\nseverities 1–{SEVERITIES}: a box over {which},"
+            " each the mean over the method's runs\nboxes: quartiles and median; whiskers: minimum and maximum")
+
+
 def _loss_line(ax: Axes, losses: list[float | None], color: str, label: str | None, style: str) -> None:
     epochs = np.arange(1, len(losses) + 1)
     values = np.array([np.nan if v is None else v for v in losses], dtype=float)
@@ -366,4 +422,4 @@ def score_name(arrays: dict[str, np.ndarray]) -> str:
     return "the method's own OOD score"
 
 
-__all__ = ["bands", "ood", "reliability", "score_name"]
+__all__ = ["bands", "curves", "ood", "reliability", "score_name", "shift"]

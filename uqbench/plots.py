@@ -10,6 +10,7 @@ scores show each method's run with the lowest (seed, split). Regression predicti
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +25,10 @@ from uqbench.results import RunRecord
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-KINDS = ("reliability", "bands", "ood", "curves")  # curves: from the records, no saved predictions needed
+    from uqbench.leaderboard import Row
+
+KINDS = ("reliability", "bands", "ood", "curves", "shift")
+RECORD_KINDS = {"curves": "training curves", "shift": "metrics under shift"}  # drawn from the records alone
 FORMATS = ("png", "pdf", "svg")
 DPI = (10, 600)  # the dots per inch `--dpi` accepts, inclusive
 
@@ -169,6 +173,8 @@ APPLIES = {  # what a kind needs, for the message when no run has it
     "bands": "a regression task with one input (toy-regression)",
     "ood": "a task with OOD sets",
     "curves": "runs that trained a network (not one loaded from the cache)",
+    "shift": "records with shift.* metrics: run an image task with --set shift=true (a regression task's shift.gap.* "
+             "metrics have no severities to draw)",
 }
 
 
@@ -209,10 +215,22 @@ def draw(runs: list[Runs], kinds: tuple[str, ...] = KINDS, data_dir: Path | None
             if fig is not None:
                 drawn.append(Drawn(task, kind, fig))
     if not drawn:
-        held = ", ".join(sorted({g.task for g in runs}))
-        need = "; ".join(f"{kind} needs {APPLIES[kind]}" for kind in kinds)
-        raise DataError(f"no figure of kind {', '.join(kinds)} applies to the saved runs (tasks: {held}): {need}")
+        raise none_applies(kinds, {g.task for g in runs}, "saved runs")
     return drawn
+
+
+def none_applies(kinds: tuple[str, ...], tasks: set[str], runs: str = "runs") -> DataError:
+    """The error when no figure of `kinds` applies to the `runs` of `tasks`: what each kind needs."""
+    need = "; ".join(f"{kind} needs {APPLIES[kind]}" for kind in kinds)
+    held = ", ".join(sorted(tasks)) or "none"
+    return DataError(f"no figure of kind {', '.join(kinds)} applies to the {runs} (tasks: {held}): {need}")
+
+
+def draw_records(records: list[RunRecord], kinds: tuple[str, ...] = tuple(RECORD_KINDS),
+                 notes: list[str] | None = None) -> list[Drawn]:
+    """The figures of the RECORD_KINDS among `kinds` (`draw_curves`, `draw_shift`), from the records alone."""
+    curves = draw_curves(records) if "curves" in kinds else []
+    return curves + (draw_shift(records, notes) if "shift" in kinds else [])
 
 
 def draw_curves(records: list[RunRecord]) -> list[Drawn]:
@@ -231,6 +249,70 @@ def draw_curves(records: list[RunRecord]) -> list[Drawn]:
         if fig is not None:
             drawn.append(Drawn(task, "curves", fig))
     return drawn
+
+
+SHIFT_METRICS = ("accuracy", "nll", "brier", "ece")  # the metrics records of shifted test sets carry
+SEVERITIES = 5  # corruption severities 1 .. 5 (0: the clean test set)
+_SHIFT_KEY = re.compile(rf"shift\.([a-z][a-z0-9_]*)\.([1-{SEVERITIES}])\.({'|'.join(SHIFT_METRICS)})")
+
+
+@dataclass
+class Shift:
+    """One leaderboard row's values for the `shift` figure of its task.
+
+    Attributes:
+        label: the row's name on the leaderboard (`uqbench.leaderboard.row_labels`).
+        clean: metric -> [R] its value on the clean test set in each of the row's R runs (seeds and splits).
+        shifted: metric -> severity (1 .. SEVERITIES) -> corruption -> its value (`shift.<corruption>.<severity>.
+            <metric>`), the mean over the runs that report it.
+    """
+
+    label: str
+    clean: dict[str, list[float]]
+    shifted: dict[str, dict[int, dict[str, float]]]
+
+    def values(self, metric: str, severity: int) -> list[float]:
+        """The values a box of the figure spans: the runs' at severity 0, else the corruptions'."""
+        if severity == 0:
+            return self.clean.get(metric, [])
+        return list(self.shifted.get(metric, {}).get(severity, {}).values())
+
+    def corruptions(self) -> set[str]:
+        return {c for by_severity in self.shifted.values() for by_name in by_severity.values() for c in by_name}
+
+
+def draw_shift(records: list[RunRecord], notes: list[str] | None = None) -> list[Drawn]:
+    """The `shift` figure of every task whose records carry per-corruption shift metrics (from the records alone),
+    its methods the leaderboard's rows (`uqbench.leaderboard.build`: the newest record of each run) in its order and
+    with its labels. A row of such a task without shift metrics is left out with a line appended to `notes`."""
+    from uqbench import figures
+    from uqbench.leaderboard import build, row_labels
+
+    notes = notes if notes is not None else []
+    board, drawn = build(records), []
+    for task in board.tasks():
+        rows = board.task_rows(task)
+        methods = {label: _shift(row, label) for row, label in zip(rows, row_labels(rows))}
+        if not any(methods.values()):
+            continue
+        notes.extend(f"{label} on {task} is not in the shift figure: no successful run of it has shift.* metrics"
+                     for label, shift in methods.items() if shift is None)
+        drawn.append(Drawn(task, "shift", figures.shift(task, [s for s in methods.values() if s is not None])))
+    return drawn
+
+
+def _shift(row: Row, label: str) -> Shift | None:
+    """The row's values for the shift figure; None when its runs report no per-corruption shift metric."""
+    shifted: dict[str, dict[int, dict[str, float]]] = {}
+    for key, runs in row.values.items():
+        match = _SHIFT_KEY.fullmatch(key)
+        if match and runs:
+            corruption, severity, metric = match.group(1), int(match.group(2)), match.group(3)
+            shifted.setdefault(metric, {}).setdefault(severity, {})[corruption] = float(np.mean(list(runs.values())))
+    if not shifted:
+        return None
+    clean = {m: [row.values[m][run] for run in sorted(row.values[m])] for m in SHIFT_METRICS if m in row.values}
+    return Shift(label, clean, shifted)
 
 
 def _labels(groups: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -265,5 +347,6 @@ def write(drawn: list[Drawn], out: Path, fmt: str = "png", dpi: int = 150) -> li
     return written
 
 
-__all__ = ["FORMATS", "KINDS", "Drawn", "NoPredictions", "Runs", "check_output", "collect", "draw", "draw_curves", "load_predictions",
-           "write"]
+__all__ = ["FORMATS", "KINDS", "RECORD_KINDS", "SEVERITIES", "SHIFT_METRICS", "Drawn", "NoPredictions", "Runs", "Shift",
+           "check_output", "collect", "draw", "draw_curves", "draw_records", "draw_shift", "load_predictions",
+           "none_applies", "write"]
