@@ -1,5 +1,5 @@
-"""The figures `uqbench plot` draws, each comparing every method of one task: `reliability`, `bands`, `ood` and
-`curves` (the training curves the records keep).
+"""The figures `uqbench plot` draws, each comparing every method of one task: `reliability`, `bands`, `ood`,
+`curves` (the training curves the records keep) and `shift` (the records' metrics under dataset shift).
 
 Each takes the groups of one task (`uqbench.plots.Runs`, one per method and config, lowest (seed, split) first) and
 returns a matplotlib Figure on the Agg canvas (the object API only, no pyplot), or None when the kind does not

@@ -6,6 +6,9 @@ pyplot, no global state).
 A reliability figure pools the runs of one (task, method, config) that saved predictions; the bands and the OOD
 scores show each method's run with the lowest (seed, split). Regression predictions are saved as mean and variance
 (a mixture's moments), so the regression figures treat each prediction as that Gaussian.
+
+Two kinds need no saved predictions (RECORD_KINDS): the training curves and the metrics under dataset shift, both
+read from the records.
 """
 
 from __future__ import annotations
