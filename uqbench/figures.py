@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from uqbench.errors import DataError
-from uqbench.plots import SEVERITIES, SHIFT_METRICS
+from uqbench.plots import SEVERITIES
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -327,9 +327,9 @@ BOX_STYLE = {"alpha": 0.6}
 
 
 def shift(task: str, methods: list[Shift]) -> Figure:
-    """Ovadia et al. (NeurIPS 2019), Fig. 2: a panel per metric (accuracy, nll, brier, ece, those the methods
-    report under shift), sharing x = severity 0 (the clean test set) .. SEVERITIES, and at each severity a box
-    per method, side by side in the given (leaderboard) order, each in its own colour.
+    """Ovadia et al. (NeurIPS 2019), Fig. 2: a panel per metric the methods report under shift (accuracy, nll,
+    brier, ece: `uqbench.metrics.shift.METRICS`), sharing x = severity 0 (the clean test set) .. SEVERITIES, and at
+    each severity a box per method, side by side in the given (leaderboard) order, each in its own colour.
 
     A severity's box spans the corruptions (each one's value the mean over the method's runs): quartiles, median,
     and whiskers at the minimum and maximum, as in the paper. The clean box spans the method's runs (seeds and
@@ -338,8 +338,10 @@ def shift(task: str, methods: list[Shift]) -> Figure:
     from matplotlib.patches import Patch
 
     from uqbench.metrics import metric_spec
+    from uqbench.metrics.shift import METRICS
 
-    keys = [m for m in SHIFT_METRICS if any(m in s.shifted for s in methods)]
+    keys = [m for m in dict.fromkeys(m for names in METRICS.values() for m in names)
+            if any(m in s.shifted for s in methods)]
     fig, axes = _panels(len(keys), f"Dataset shift on {task}", sharex=True, columns=SHIFT_COLUMNS)
     cols = min(len(keys), SHIFT_COLUMNS)
     fig.set_size_inches(cols * max(PANEL[0], 1.2 + BOX_INCHES * (SEVERITIES + 1) * len(methods)),
@@ -359,7 +361,9 @@ def shift(task: str, methods: list[Shift]) -> Figure:
                        whiskerprops=color, capprops=color)
         ax.axvline(0.5, color="grey", lw=0.8, ls=":")
         spec = metric_spec(key)
-        ax.set_title(f"{key} ({'higher' if spec.higher_is_better else 'lower'} is better)", fontsize=10)
+        best = (f"closest to {spec.ideal:g} is best" if spec.ideal is not None
+                else f"{'higher' if spec.higher_is_better else 'lower'} is better")
+        ax.set_title(f"{key} ({best})", fontsize=10)
         ax.set(xlim=(-0.5, SEVERITIES + 0.5), ylabel=f"{key} ({spec.unit})")
         ax.set_xticks(range(SEVERITIES + 1), ["clean", *map(str, range(1, SEVERITIES + 1))])
     handles = [Patch(**BOX_STYLE, color=_line_color(i), label=m.label) for i, m in enumerate(methods)]

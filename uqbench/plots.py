@@ -254,9 +254,8 @@ def draw_curves(records: list[RunRecord]) -> list[Drawn]:
     return drawn
 
 
-SHIFT_METRICS = ("accuracy", "nll", "brier", "ece")  # the metrics records of shifted test sets carry
 SEVERITIES = 5  # corruption severities 1 .. 5 (0: the clean test set)
-_SHIFT_KEY = re.compile(rf"shift\.([a-z][a-z0-9_]*)\.([1-{SEVERITIES}])\.({'|'.join(SHIFT_METRICS)})")
+_SHIFT_KEY = re.compile(rf"shift\.([a-z][a-z0-9_]*)\.([1-{SEVERITIES}])\.([a-z0-9_]+)")  # <name>.<severity>.<metric>
 
 
 @dataclass
@@ -305,16 +304,19 @@ def draw_shift(records: list[RunRecord], notes: list[str] | None = None) -> list
 
 
 def _shift(row: Row, label: str) -> Shift | None:
-    """The row's values for the shift figure; None when its runs report no per-corruption shift metric."""
+    """The row's values for the shift figure; None when its runs report no shift metric with a severity (the
+    metrics of `uqbench.metrics.shift`)."""
+    from uqbench.metrics.shift import metric_name
+
     shifted: dict[str, dict[int, dict[str, float]]] = {}
     for key, runs in row.values.items():
         match = _SHIFT_KEY.fullmatch(key)
-        if match and runs:
+        if match and runs and metric_name(key):
             corruption, severity, metric = match.group(1), int(match.group(2)), match.group(3)
             shifted.setdefault(metric, {}).setdefault(severity, {})[corruption] = float(np.mean(list(runs.values())))
     if not shifted:
         return None
-    clean = {m: [row.values[m][run] for run in sorted(row.values[m])] for m in SHIFT_METRICS if m in row.values}
+    clean = {m: [row.values[m][run] for run in sorted(row.values[m])] for m in shifted if m in row.values}
     return Shift(label, clean, shifted)
 
 
@@ -350,6 +352,6 @@ def write(drawn: list[Drawn], out: Path, fmt: str = "png", dpi: int = 150) -> li
     return written
 
 
-__all__ = ["FORMATS", "KINDS", "RECORD_KINDS", "SEVERITIES", "SHIFT_METRICS", "Drawn", "NoPredictions", "Runs", "Shift",
+__all__ = ["FORMATS", "KINDS", "RECORD_KINDS", "SEVERITIES", "Drawn", "NoPredictions", "Runs", "Shift",
            "check_output", "collect", "draw", "draw_curves", "draw_records", "draw_shift", "load_predictions",
            "none_applies", "write"]
