@@ -8,17 +8,17 @@ minimise the negative log-likelihood of a validation part (Guo et al., section 4
 
 As a function of beta = 1 / T the NLL is convex (log-sum-exp of beta z minus the linear beta z_y), so in t = log T
 it is unimodal; t is found by a golden-section search on the bracket T in [1e-2, 1e2] with a fixed number of
-steps (`GOLDEN_STEPS`, leaving a bracket narrower than 1e-9 in log T): deterministic, gradient-free, and never stuck
-at a saddle. A minimiser outside the bracket (a validation part the network fits with ever larger margins has its
-infimum at T -> 0) returns the bracket's end, and the record says so (`temperature.at_bound`). T = 1 is the MAP
-network's own predictive, bit for bit. Accuracy never changes: dividing by T > 0 keeps the argmax.
+steps (`GOLDEN_STEPS`, leaving a bracket narrower than 1e-9 in log T): deterministic and gradient-free. A
+minimiser outside the bracket (a validation part the network fits with ever larger margins has its infimum at
+T -> 0) returns the bracket's end, and the record says so (`temperature.at_bound`). T = 1 is the MAP network's own
+predictive, bit for bit. Accuracy never changes: dividing by T > 0 keeps the argmax.
 
 Regression: the network's Gaussian predictive N(mu, v) (homoscedastic or heteroscedastic) becomes N(mu, s^2 v),
 with the closed-form minimiser of the validation Gaussian NLL (standardised target units)
 
     s^2 = 1 / (N_val D) sum_{n, d} (y_nd - mu_nd)^2 / v_nd,
 
-the analogue Guo et al. do not give, as Kuleshov et al. (2018) and Levi et al. (2022) apply it to regressors.
+the analogue Guo et al. do not give (the "std scaling" of Levi, Gispan, Giladi & Fetaya, Sensors 2022, squared).
 
 The validation part is the task's `data.val` when it has one (the MAP network is then `map`'s own, early-stopped on
 that part where the recipe says so). Otherwise `val_fraction` of the training rows is held out, drawn from the run's
@@ -203,7 +203,8 @@ class TemperatureScaling(Method):
         return TemperaturePredictor(network, temperature=t, info=info)
 
     def _scale_variance(self, network: Network, out: Tensor, y: Tensor, info: dict[str, Any]) -> TemperaturePredictor:
-        mean, var = network.likelihood.mean_var(out, {k: v.detach().double() for k, v in network.likelihood_params().items()})
+        params = {k: v.detach().double() for k, v in network.likelihood_params().items()}
+        mean, var = network.likelihood.mean_var(out, params)
         fixed = self.config.variance_scale
         s2 = fit_variance_scale(mean, var, y) if fixed is None else fixed
         info.update({"temperature.variance_scale": s2, "temperature.val_nll_before": gaussian_nll(mean, var, y),
