@@ -10,6 +10,7 @@ from torch import nn
 import uqbench
 from uqbench.errors import BadConfig, UserError
 from uqbench.models import custom
+from uqbench.spec import method_names
 
 
 class Honouring(nn.Module):
@@ -55,7 +56,7 @@ def _forget(custom_backbones):
 def test_every_method_builds_its_variant_from_the_factory(tmp_path, torch_state):
     board = uqbench.compare("two-moons", methods="all", seeds=1, settings={"epochs": 1, "n_train": 64, "n_test": 32},
                             backbone=honouring, out=tmp_path)
-    assert {r.method for r in board.rows} == {"map", "vbll", "mc-dropout", "ensemble", "sngp", "laplace"}
+    assert {r.method for r in board.rows} == set(method_names("all"))
     assert all(r.n_runs == 1 and r.n_failed == 0 and r.backbone["arch"] == "custom-honouring" for r in board.rows)
 
 

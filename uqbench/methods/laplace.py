@@ -220,18 +220,6 @@ class LastLayerFit:
     evidence: Evidence
 
 
-@torch.no_grad()
-def _features_and_outputs(network: Network, x: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
-    device = next(network.parameters()).device
-    network.eval()
-    phis, outs = [], []
-    for i in range(0, x.shape[0], batch_size):
-        phi = network.features(x[i : i + batch_size].to(device))
-        phis.append(phi)
-        outs.append(network.head(phi))
-    return torch.cat(phis).double(), torch.cat(outs).double()
-
-
 def fit_last_layer(
     network: Network, x: Tensor, y: Tensor, structure: Structure, batch_size: int = 1024
 ) -> LastLayerFit:
@@ -243,7 +231,7 @@ def fit_last_layer(
         x: training inputs [N, *in_shape]; y: class indices [N] or standardised targets [N, D].
         structure: 'full', 'kron' or 'diag'.
     """
-    phi, out = _features_and_outputs(network, x, batch_size)
+    phi, out = network.features_and_outputs(x, batch_size)
     y = y.to(out.device)
     likelihood, params = network.likelihood, {k: v.detach() for k, v in network.likelihood_params().items()}
     hessians = likelihood.output_hessian(out, params)

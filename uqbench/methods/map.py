@@ -6,12 +6,14 @@ learned homoscedastic noise variance per output (standardised units): the task k
 the task's training config); the noise parameter is not decayed.
 
 `train_map_network` is shared: `laplace`, `vbll --set training=post` and `ensemble` start from the same trained
-network, taken from the artifact cache when a run on the same (task, seed, split) already trained it.
+network, taken from the artifact cache when a run on the same (task, seed, split) already trained it; `temperature`
+trains it on the training rows minus a held-out validation part, under a key that names that part.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor
 
@@ -23,9 +25,15 @@ from uqbench.prediction import Prediction
 from uqbench.tasks.base import TaskData
 
 
-def train_map_network(data: TaskData, ctx: FitContext) -> tuple[Network, str]:
+def train_map_network(data: TaskData, ctx: FitContext, holdout: dict[str, Any] | None = None) -> tuple[Network, str]:
     """The trained MAP network (linear head, default likelihood) for this run, from the artifact cache or trained
-    now; returns (network, artifact id)."""
+    now; returns (network, artifact id).
+
+    Args:
+        holdout: for a caller whose `data.train` is the run's training split minus a validation part it holds
+            out: a JSON-ready description of that part (rule, fraction, seed), added to the artifact key, so that
+            runs holding out the same rows share the network and it is never taken for `map`'s, trained on all.
+    """
     likelihood = default_likelihood(data.kind)
 
     def build() -> Network:
@@ -36,6 +44,8 @@ def train_map_network(data: TaskData, ctx: FitContext) -> tuple[Network, str]:
                 val=_val(data), val_loss_fn=net.nll, description="map")
 
     key = {"artifact": "map-network", "backbone": ctx.backbone.__dict__, **ctx.artifact_key}
+    if holdout is not None:
+        key["holdout"] = holdout
     return ctx.artifacts.get_or_train("map", key, build, train, seed=ctx.seed)
 
 

@@ -3,6 +3,7 @@ train by maximum likelihood (weight decay as the prior)."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from uqbench.likelihoods import Likelihood
@@ -46,6 +47,19 @@ class Network(nn.Module):
     def features(self, x: Tensor) -> Tensor:
         """Backbone features [B, H]."""
         return self.backbone(x)
+
+    @torch.no_grad()
+    def features_and_outputs(self, x: Tensor, batch_size: int = 1024) -> tuple[Tensor, Tensor]:
+        """Features [N, H] and raw outputs [N, K] of inputs x [N, *in_shape], computed in eval mode (left on) in
+        batches of `batch_size`, returned in float64 on the network's device."""
+        device = next(self.parameters()).device
+        self.eval()
+        phis, outs = [], []
+        for i in range(0, x.shape[0], batch_size):
+            phi = self.features(x[i : i + batch_size].to(device))
+            phis.append(phi)
+            outs.append(self.head(phi))
+        return torch.cat(phis).double(), torch.cat(outs).double()
 
     def likelihood_params(self) -> dict[str, Tensor]:
         """The likelihood's parameters by name (homoscedastic Gaussian: {'log_noise': [D]})."""
