@@ -6,7 +6,8 @@ learned homoscedastic noise variance per output (standardised units): the task k
 the task's training config); the noise parameter is not decayed.
 
 `train_map_network` is shared: `laplace`, `vbll --set training=post` and `ensemble` start from the same trained
-network, taken from the artifact cache when a run on the same (task, seed, split) already trained it.
+network, taken from the artifact cache when a run on the same (task, seed, split) already trained it; `ddu` trains
+its spectrally normalised variant through it, cached under a key of its own.
 """
 
 from __future__ import annotations
@@ -23,19 +24,26 @@ from uqbench.prediction import Prediction
 from uqbench.tasks.base import TaskData
 
 
-def train_map_network(data: TaskData, ctx: FitContext) -> tuple[Network, str]:
+def train_map_network(data: TaskData, ctx: FitContext, *, spectral_norm: float | None = None) -> tuple[Network, str]:
     """The trained MAP network (linear head, default likelihood) for this run, from the artifact cache or trained
-    now; returns (network, artifact id)."""
+    now; returns (network, artifact id).
+
+    Args:
+        spectral_norm: the bound of the backbone's spectrally normalised variant (its key then names it); None:
+            the plain backbone.
+    """
     likelihood = default_likelihood(data.kind)
 
     def build() -> Network:
-        return Network.linear(ctx.make_backbone(), likelihood, data.out_dim).to(ctx.device)
+        return Network.linear(ctx.make_backbone(spectral_norm=spectral_norm), likelihood, data.out_dim).to(ctx.device)
 
     def train(net: Network) -> None:
         ctx.fit(net, net.loss, (data.train.x, data.train.y), params=net.param_groups(),
                 val=_val(data), val_loss_fn=net.nll, description="map")
 
     key = {"artifact": "map-network", "backbone": ctx.backbone.__dict__, **ctx.artifact_key}
+    if spectral_norm is not None:  # added only then, so the plain network's key (and cached file) stays as it was
+        key["spectral_norm"] = spectral_norm
     return ctx.artifacts.get_or_train("map", key, build, train, seed=ctx.seed)
 
 
