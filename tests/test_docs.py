@@ -60,12 +60,12 @@ def test_the_python_api_examples_run_as_written(tmp_path, monkeypatch, capsys, t
         exec(compile(block, "README.md (Python API)", "exec"), namespace)
     printed = capsys.readouterr().out
     board = namespace["board"]
-    assert {r.method for r in board.rows} == {"map", "vbll", "mc-dropout", "ensemble", "sngp", "laplace"}
+    assert {r.method for r in board.rows} == {"map", "vbll", "mc-dropout", "ensemble", "sngp", "laplace", "ddu"}
     assert all(r.n_runs == 2 and r.n_failed == 0 for r in board.rows)
-    assert "npz" in printed and "ood.far.auroc" in printed and len(list((tmp_path / "results").glob("*.json"))) == 12
+    assert "npz" in printed and "ood.far.auroc" in printed and len(list((tmp_path / "results").glob("*.json"))) == 14
     assert set(namespace["metrics"]) >= {"accuracy", "nll", "ece", "ood.far.auroc"}
     own = namespace["own"]  # the own-backbone example: every method on the factory's features
-    assert len(own.rows) == 6 and all(r.backbone["arch"] == "custom-features" and r.n_failed == 0 for r in own.rows)
+    assert len(own.rows) == 7 and all(r.backbone["arch"] == "custom-features" and r.n_failed == 0 for r in own.rows)
 
 
 def test_the_plugin_guide_runs_as_written(tmp_path, monkeypatch, torch_state, cli):

@@ -16,5 +16,5 @@ def test_gpu_check_runs_every_method_and_shows_precision_in_the_key():
     lines = out.stdout.splitlines()
     assert lines[0].startswith("precision in the key:") and lines[0].endswith("(all differ)")
     rows = {line.split()[0]: line for line in lines[3:]}
-    assert set(rows) == {"ensemble", "laplace", "map", "mc-dropout", "sngp", "vbll"}
+    assert set(rows) == {"ddu", "ensemble", "laplace", "map", "mc-dropout", "sngp", "vbll"}
     assert all(line.endswith("yes") for line in rows.values())

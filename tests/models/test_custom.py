@@ -55,12 +55,13 @@ def _forget(custom_backbones):
 def test_every_method_builds_its_variant_from_the_factory(tmp_path, torch_state):
     board = uqbench.compare("two-moons", methods="all", seeds=1, settings={"epochs": 1, "n_train": 64, "n_test": 32},
                             backbone=honouring, out=tmp_path)
-    assert {r.method for r in board.rows} == {"map", "vbll", "mc-dropout", "ensemble", "sngp", "laplace"}
+    assert {r.method for r in board.rows} == {"map", "vbll", "mc-dropout", "ensemble", "sngp", "laplace", "ddu"}
     assert all(r.n_runs == 1 and r.n_failed == 0 and r.backbone["arch"] == "custom-honouring" for r in board.rows)
 
 
 @pytest.mark.parametrize("method, needs", [("mc-dropout", "dropout layers of p=0.05"),
-                                           ("sngp", "spectral normalisation \\(bound 0.95\\)")])
+                                           ("sngp", "spectral normalisation \\(bound 0.95\\)"),
+                                           ("ddu", "spectral normalisation \\(bound 3\\)")])
 def test_a_variant_the_factory_does_not_honour_is_refused_not_run_as_map(tmp_path, method, needs):
     with pytest.raises(UserError, match=f"^backbone 'custom-plain': this method needs {needs}, and the factory built none"):
         uqbench.run(method, "two-moons", settings={"epochs": 1}, backbone=plain, out=tmp_path)
