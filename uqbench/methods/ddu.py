@@ -99,8 +99,8 @@ class GaussianDiscriminant:
         """log N(z; mu_c, Sigma_c) [N, K] (nats) for features z [N, D], one column per entry of `classes`."""
         z = z.double()
         dim = z.shape[1]
-        log_det = 2 * self.cholesky.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # [C]
-        mahalanobis = torch.stack([  # one class at a time: [D, N] in memory, not [N, C, D]
+        log_det = 2 * self.cholesky.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # [K]
+        mahalanobis = torch.stack([  # one class at a time: [D, N] in memory, not [N, K, D]
             torch.linalg.solve_triangular(chol, (z - mean).T, upper=False).square().sum(0)
             for mean, chol in zip(self.means, self.cholesky)
         ], dim=1)
@@ -145,7 +145,7 @@ class DDU(Method):
 
         Attributes:
             spec_norm_bound: c, the soft bound on the spectral norm of every hidden weight matrix (the authors'
-                `--coeff`, 3 in their code and paper).
+                `--coeff`, 3 by default in their code).
         """
 
         spec_norm_bound: Annotated[float, POSITIVE] = 3.0
