@@ -61,7 +61,8 @@ def test_every_method_builds_its_variant_from_the_factory(tmp_path, torch_state)
 
 
 @pytest.mark.parametrize("method, needs", [("mc-dropout", "dropout layers of p=0.05"),
-                                           ("sngp", "spectral normalisation \\(bound 0.95\\)")])
+                                           ("sngp", "spectral normalisation \\(bound 0.95\\)"),
+                                           ("ddu", "spectral normalisation \\(bound 3\\)")])
 def test_a_variant_the_factory_does_not_honour_is_refused_not_run_as_map(tmp_path, method, needs):
     with pytest.raises(UserError, match=f"^backbone 'custom-plain': this method needs {needs}, and the factory built none"):
         uqbench.run(method, "two-moons", settings={"epochs": 1}, backbone=plain, out=tmp_path)
