@@ -172,7 +172,9 @@ AddressOpt = Annotated[
 # --executor slurm (uqbench.executors_slurm.SlurmOptions; None: not given)
 SlurmPartitionOpt = Annotated[Optional[str], typer.Option("--slurm-partition", help="SLURM partition (default: SLURM's).")]
 SlurmTimeOpt = Annotated[Optional[int], typer.Option("--slurm-time", help="Time limit of each run in minutes (default 60).")]
-SlurmGpusOpt = Annotated[Optional[int], typer.Option("--slurm-gpus", help="GPUs of each run (default 0).")]
+SlurmGpusOpt = Annotated[
+    Optional[int], typer.Option("--slurm-gpus", help="GPUs of each run (default: 1 with --device cuda, else 0).")
+]
 SlurmCpusOpt = Annotated[
     Optional[int], typer.Option("--slurm-cpus", help="CPUs of each run, also its torch threads (default: --threads, or 1).")
 ]

@@ -40,7 +40,8 @@ class SlurmOptions:
     Attributes:
         partition: SLURM partition (`sbatch --partition`); None leaves it to SLURM.
         time_min: time limit of each run in minutes (`--time`); default 60.
-        gpus: GPUs of each run (`--gpus-per-node`, one run per node share); default 0.
+        gpus: GPUs of each run (`--gpus-per-node`; each run is one task on one node); default 1 with
+            `--device cuda`, else 0.
         cpus: CPUs of each run (`--cpus-per-task`), also its torch threads unless `--threads` says otherwise;
             default `--threads`, or 1.
         array_parallelism: how many runs of the array SLURM may run at a time (`--array=0-N%P`); default
@@ -107,6 +108,7 @@ class SlurmExecutor:
         self.cluster = slurm.cluster or "slurm"
         self.cpus = slurm.cpus or options.threads or 1
         self.options = options.with_threads(options.threads or self.cpus)
+        self.gpus = slurm.gpus if slurm.gpus is not None else int(options.device == "cuda")
         self.poll_s = poll_s
         self.grace_s = grace_s if grace_s is not None else (0.0 if self.cluster == "local" else 15.0)
         self.folder: Path | None = None  # the job folder of the last submission
@@ -114,7 +116,7 @@ class SlurmExecutor:
     def parameters(self) -> dict[str, Any]:
         """submitit's parameters for the array (AutoExecutor names; `slurm_` ones apply to SLURM only)."""
         params: dict[str, Any] = {"name": "uqbench", "timeout_min": self.slurm.time_min or DEFAULT_TIME_MIN,
-                                  "cpus_per_task": self.cpus, "gpus_per_node": self.slurm.gpus or 0,
+                                  "cpus_per_task": self.cpus, "gpus_per_node": self.gpus,
                                   "nodes": 1, "tasks_per_node": 1}
         if self.slurm.partition is not None:
             params["slurm_partition"] = self.slurm.partition
@@ -155,7 +157,8 @@ class SlurmExecutor:
             return executor.map_array(_run_task, specs, [self.options] * len(specs))
         except Exception as exc:  # sbatch's refusal (a bad partition, a time over the limit) comes as its stderr
             reason = " ".join(str(exc).split())[:300]
-            raise BadConfig(f"--executor slurm: submitting the job array failed ({type(exc).__name__}: {reason})") from None
+            raise BadConfig(f"--executor slurm: submitting the job array failed ({type(exc).__name__}: {reason})"
+                            ) from None
 
     def _collect(self, job, spec: RunSpec, ended: dict[Any, float]) -> RunRecord | None:
         """The run's record once its task has ended: its own, or an 'error' one when the task left none."""
@@ -169,20 +172,23 @@ class SlurmExecutor:
         first = ended.setdefault(job, time.monotonic())
         if time.monotonic() - first < self.grace_s:
             return None
-        return error_record(spec, JobLost(job, f"ended without a result (state {job.state})"))
+        return error_record(spec, JobLost(job, f"ended without a result (state {job.state}): cancelled, out of "
+                                               "time or memory, or its node failed?"))
 
 
 class JobLost(RuntimeError):
     """A task of the array ended without handing back its run's record."""
 
     def __init__(self, job, how: str):
-        super().__init__(f"job {job.job_id} {how}: cancelled, out of time or memory, or its node failed? "
-                         f"See {job.paths.stderr}")
+        super().__init__(f"job {job.job_id} {how}; see {job.paths.stderr}")
 
 
 class TimeLimit(BaseException):
     """SLURM's time limit reached the run. A BaseException, so that the runner does not record the run as
     failed: running out of the time asked for says nothing about the method."""
+
+    def __init__(self) -> None:
+        super().__init__("the time limit came before the run ended (--slurm-time asks for more minutes)")
 
 
 def _run_task(spec: RunSpec, options: WorkerOptions) -> RunRecord:
@@ -202,12 +208,12 @@ def _run_task(spec: RunSpec, options: WorkerOptions) -> RunRecord:
 
     def on_signal(signum, frame):
         try:
-            if callable(handler):
-                handler(signum, frame)
-        except UncompletedJobError as exc:
-            raise TimeLimit(str(exc)) from None
+            handler(signum, frame)
+        except UncompletedJobError:
+            raise TimeLimit() from None
 
-    signal.signal(number, on_signal)
+    if callable(handler):
+        signal.signal(number, on_signal)
     try:
         return execute_spec(spec, options)
     except TimeLimit as exc:
