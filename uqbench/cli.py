@@ -165,10 +165,26 @@ def plugins(fmt: FormatOpt = "table") -> None:
 
 
 JobsOpt = Annotated[int, typer.Option("--jobs", help="Runs at a time (worker processes, or Ray CPUs).")]
-ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (this machine) or ray.")]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (this machine), ray or slurm.")]
 AddressOpt = Annotated[
     Optional[str], typer.Option("--address", help="Ray cluster to join ('auto' or HOST:PORT); none starts a local Ray.")
 ]
+# --executor slurm (uqbench.executors_slurm.SlurmOptions; None: not given)
+SlurmPartitionOpt = Annotated[Optional[str], typer.Option("--slurm-partition", help="SLURM partition (default: SLURM's).")]
+SlurmTimeOpt = Annotated[Optional[int], typer.Option("--slurm-time", help="Time limit of each run in minutes (default 60).")]
+SlurmGpusOpt = Annotated[
+    Optional[int], typer.Option("--slurm-gpus", help="GPUs of each run (default: 1 with --device cuda, else 0).")
+]
+SlurmCpusOpt = Annotated[
+    Optional[int], typer.Option("--slurm-cpus", help="CPUs of each run, also its torch threads (default: --threads, or 1).")
+]
+SlurmParallelOpt = Annotated[
+    Optional[int], typer.Option("--slurm-array-parallelism", help="Runs of the array SLURM may run at once (default 256).")
+]
+SlurmClusterOpt = Annotated[
+    Optional[str], typer.Option("--slurm-cluster", help="slurm (sbatch; default) or local (each run a process here).")
+]
+
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 LogOpt = Annotated[
     Optional[list[str]],
@@ -286,6 +302,12 @@ def compare(
     jobs: JobsOpt = 1,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
+    slurm_partition: SlurmPartitionOpt = None,
+    slurm_time: SlurmTimeOpt = None,
+    slurm_gpus: SlurmGpusOpt = None,
+    slurm_cpus: SlurmCpusOpt = None,
+    slurm_array_parallelism: SlurmParallelOpt = None,
+    slurm_cluster: SlurmClusterOpt = None,
     out: OutOpt = Path("results"),
     fmt: FormatOpt = "table",
     metric: Annotated[
@@ -319,6 +341,7 @@ def compare(
 ) -> None:
     """Run every (method, task, seed, split) of a comparison the store lacks, then print one leaderboard per task."""
     from uqbench.driver import check_device, check_parallel, check_threads, plan_records
+    from uqbench.executors_slurm import SlurmOptions
     from uqbench.tracking import log_all, trackers
     from uqbench.errors import DataError
     from uqbench import protocols
@@ -333,7 +356,8 @@ def compare(
     with user_errors():
         _check_format(fmt)
         view = View.parse(fmt, columns, no_cost, layout)
-        check_parallel(jobs, executor, address)
+        slurm = SlurmOptions(slurm_partition, slurm_time, slurm_gpus, slurm_cpus, slurm_array_parallelism, slurm_cluster)
+        check_parallel(jobs, executor, address, slurm)
         check_threads(threads)
         running = dict(force=force, save_predictions=save_predictions, no_retry=no_retry, jobs=jobs != 1,
                        executor=executor != "local", threads=threads is not None, log=bool(log))
@@ -359,7 +383,7 @@ def compare(
             options = RunOptions(out=out, device=device, data_dir=data_dir, save_predictions=save_predictions,
                                  force=force, retry=not no_retry, refresh_since=time.time(), threads=threads)
             made = trackers(log or [], out)
-            outcome = _run_plan(the_plan, store, options, (jobs, executor, address), quiet,
+            outcome = _run_plan(the_plan, store, options, (jobs, executor, address, slurm), quiet,
                                 (lambda record: log_all(made, record)) if made else None)
         records = plan_records(the_plan, store)
         _print_notes(err, store)
@@ -386,8 +410,9 @@ def _print_dry_run(the_plan, fmt: str) -> None:
     emit(_wide_stdout(), *plan_table(the_plan.specs), fmt, title=f"{len(the_plan.specs)} planned runs")  # type: ignore[arg-type]
 
 
-def _run_plan(the_plan, store, options, parallel: tuple[int, str, str | None], quiet: bool, on_stored=None) -> list:
-    """Run what the store lacks; returns the records made now (Ctrl-C: exit 130, finished runs kept)."""
+def _run_plan(the_plan, store, options, parallel: tuple, quiet: bool, on_stored=None) -> list:
+    """Run what the store lacks with the executor `parallel` names (`make_executor`'s arguments after the
+    runner); returns the records made now (Ctrl-C: exit 130, finished runs kept)."""
     from uqbench.driver import PlanDisplay, make_executor, pending, run_specs
     from uqbench.runner import Runner, wanted
 
@@ -480,6 +505,12 @@ def reproduce(
     jobs: JobsOpt = 1,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
+    slurm_partition: SlurmPartitionOpt = None,
+    slurm_time: SlurmTimeOpt = None,
+    slurm_gpus: SlurmGpusOpt = None,
+    slurm_cpus: SlurmCpusOpt = None,
+    slurm_array_parallelism: SlurmParallelOpt = None,
+    slurm_cluster: SlurmClusterOpt = None,
     out: OutOpt = Path("results"),
     fmt: FormatOpt = "table",
     no_run: Annotated[bool, typer.Option("--no-run", help="Run nothing; compare what the store holds.")] = False,
@@ -495,6 +526,7 @@ def reproduce(
     from uqbench import protocols
     from uqbench import reproduce as rep
     from uqbench.driver import check_device, check_parallel, check_threads, plan_records
+    from uqbench.executors_slurm import SlurmOptions
     from uqbench.experiment import CommandLine, compare_request
     from uqbench.report import emit
     from uqbench.results import ResultStore
@@ -505,7 +537,8 @@ def reproduce(
         _check_format(fmt)
         if not (k > 0 and math.isfinite(k)):
             raise BadConfig(f"--k {k}: must be a positive, finite number")
-        check_parallel(jobs, executor, address)
+        slurm = SlurmOptions(slurm_partition, slurm_time, slurm_gpus, slurm_cpus, slurm_array_parallelism, slurm_cluster)
+        check_parallel(jobs, executor, address, slurm)
         check_threads(threads)
         if no_run:
             _nothing_to_do("--no-run", jobs=jobs != 1, executor=executor != "local", threads=threads is not None)
@@ -522,7 +555,7 @@ def reproduce(
             if executor == "local":
                 check_runnable(the_plan.specs, device)
             options = RunOptions(out=out, device=device, data_dir=data_dir, refresh_since=time.time(), threads=threads)
-            _run_plan(the_plan, store, options, (jobs, executor, address), quiet)
+            _run_plan(the_plan, store, options, (jobs, executor, address, slurm), quiet)
         cells = rep.compare(proto.reference, plan_records(the_plan, store), list(request.tasks), k,
                             planned=the_plan.expected())
         subset = _subset(the_plan, proto, request.seeds)

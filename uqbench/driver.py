@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from uqbench.errors import BadConfig
 from uqbench.executors import Executor, InProcess
+from uqbench.executors_slurm import SlurmOptions
 from uqbench.results import ResultStore, RunRecord
 from uqbench.runner import RunOptions, wanted
 from uqbench.spec import Plan, RunSpec
@@ -69,18 +70,33 @@ def check_device(needs_gpu: bool, device: str) -> None:
         raise BadConfig("this suite is meant for a CUDA GPU and none is available; pass --device cpu to run it anyway")
 
 
-def check_parallel(jobs: int, executor: str = "local", address: str | None = None) -> None:
-    """BadConfig for `--jobs` / `--executor` / `--address` values that cannot run (checked before planning)."""
+EXECUTORS = ("local", "ray", "slurm")
+
+
+def check_parallel(jobs: int, executor: str = "local", address: str | None = None,
+                   slurm: SlurmOptions | None = None) -> None:
+    """BadConfig for `--jobs` / `--executor` / `--address` / `--slurm-*` values that cannot run (checked before
+    planning)."""
     if jobs < 1:
         raise BadConfig(f"--jobs {jobs}: must be at least 1")
-    if executor not in ("local", "ray"):
-        raise BadConfig(f"--executor {executor!r}: expected local or ray")
+    if executor not in EXECUTORS:
+        raise BadConfig(f"--executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
     if address is not None and executor != "ray":
         raise BadConfig("--address is only for --executor ray")
     if address is not None and address != "auto":
         from uqbench.executors import check_reachable
 
         check_reachable(address)
+    given = slurm.given() if slurm is not None else []
+    if given and executor != "slurm":
+        raise BadConfig(f"{', '.join(given)}: only for --executor slurm")
+    if executor == "slurm":
+        from uqbench.executors_slurm import check_slurm
+
+        if jobs != 1:
+            raise BadConfig(f"--jobs {jobs}: not for --executor slurm (SLURM runs the array; "
+                            "--slurm-array-parallelism caps how many runs at a time)")
+        check_slurm(slurm or SlurmOptions())
 
 
 MAX_THREADS = 4096
@@ -92,15 +108,17 @@ def check_threads(threads: int | None) -> None:
         raise BadConfig(f"--threads {threads}: must be between 1 and {MAX_THREADS}")
 
 
-def make_executor(runner, jobs: int, executor: str = "local", address: str | None = None) -> Executor:
-    """The executor for `--jobs N [--executor local|ray] [--address ADDR]`.
+def make_executor(runner, jobs: int, executor: str = "local", address: str | None = None,
+                  slurm: SlurmOptions | None = None) -> Executor:
+    """The executor for `--jobs N [--executor local|ray|slurm] [--address ADDR] [--slurm-* ...]`.
 
     local: in this process for one job at a time, else a pool of N worker processes. ray: Ray tasks on a local
-    instance (N CPUs, or all when N is 1) or, with an address, on an existing cluster.
+    instance (N CPUs, or all when N is 1) or, with an address, on an existing cluster. slurm: one SLURM job array
+    for the whole plan (`uqbench.executors_slurm`).
     """
     from uqbench.executors import ProcessPool, RayExecutor, WorkerOptions
 
-    check_parallel(jobs, executor, address)
+    check_parallel(jobs, executor, address, slurm)
     opts = runner.options
     options = WorkerOptions(str(opts.out), opts.device, str(opts.data_dir) if opts.data_dir else None,
                             opts.save_predictions, threads=opts.threads,
@@ -108,6 +126,10 @@ def make_executor(runner, jobs: int, executor: str = "local", address: str | Non
     if executor == "ray":
         return RayExecutor(options, address=address, num_cpus=jobs if jobs > 1 and address is None else None,
                            cpus_per_job=opts.threads or 1)
+    if executor == "slurm":
+        from uqbench.executors_slurm import SlurmExecutor
+
+        return SlurmExecutor(options, slurm or SlurmOptions())
     return InProcess(runner) if jobs == 1 else ProcessPool(jobs, options)
 
 

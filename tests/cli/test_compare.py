@@ -177,7 +177,7 @@ def test_suites_plan_seeds_and_splits_and_name_missing_methods(monkeypatch):
         (("--suite", "quick", "--tasks", "digits"), "--suite and --tasks: give one of them"),
         (("--tasks", "two-moons", "--methods", "mapp"), "unknown method 'mapp'. Did you mean 'map'?"),
         (("--tasks", "two-moons", "--methods", "map", "--jobs", "0"), "--jobs 0: must be at least 1"),
-        (("--tasks", "two-moons", "--methods", "map", "--executor", "slurm"), "--executor 'slurm': expected local or ray"),
+        (("--tasks", "two-moons", "--methods", "map", "--executor", "pbs"), "--executor 'pbs': expected one of local, ray, slurm"),
         (("--tasks", "two-moons", "--methods", "map", "--address", "auto"), "--address is only for --executor ray"),
         (("--tasks", "two-moons", "--methods", "map", "--seeds", "0"), "--seeds 0: must be at least 1"),
         (("--tasks", "two-moons", "--methods", "map", "--splits", "0"), "--splits 0: must be at least 1"),
