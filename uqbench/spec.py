@@ -81,9 +81,16 @@ class RunSpec:
         return self.key().id
 
     def shared_key(self) -> dict[str, Any]:
-        """The key minus the method: what a network shared between methods (the cached MAP network) depends on."""
+        """The key minus the method and what only changes the evaluation (`Task.evaluated_only`, shifted sets'
+        data): what a network shared between methods (the cached MAP network) depends on."""
+        from uqbench.tasks import tasks
+        from uqbench.tasks.base import SHIFT_DATA
+
         key = dataclasses.asdict(self.key())
         del key["method"], key["method_config"], key["search"]
+        evaluated_only = tasks.get(self.task).evaluated_only
+        key["task_config"] = {k: v for k, v in key["task_config"].items() if k not in evaluated_only}
+        key["data"] = {k: v for k, v in key["data"].items() if k != SHIFT_DATA and not k.startswith(f"{SHIFT_DATA}/")}
         key["code"] = {k: v for k, v in self.code.items() if k in ("uqbench", "backbone")}  # a custom backbone's code
         return key
 

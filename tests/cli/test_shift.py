@@ -19,6 +19,13 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UQBENCH_DATA", str(tmp_path / "cache"))
 
 
+@pytest.fixture(autouse=True)
+def few_corruptions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three cheap corruptions (one colour-only) stand for the 19: these tests are about the sets, not the
+    corruptions (tests/shift/test_corruptions.py)."""
+    monkeypatch.setattr(sets, "CORRUPTIONS", ("gaussian_noise", "contrast", "saturate"))
+
+
 def test_compare_with_shift_prints_the_shift_means_and_stores_every_set(cli, tmp_path):
     out = tmp_path / "results"
     result = cli("compare", "--tasks", "digits", "--methods", "map", "--seeds", "1", "--out", str(out), *QUICK)

@@ -27,6 +27,13 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "cache"
 
 
+@pytest.fixture(autouse=True)
+def few_corruptions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three cheap corruptions (one colour-only) stand for the 19: these tests are about the sets, not the
+    corruptions (tests/shift/test_corruptions.py)."""
+    monkeypatch.setattr(sets, "CORRUPTIONS", ("gaussian_noise", "contrast", "saturate"))
+
+
 @pytest.fixture
 def image_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = write_image_root(tmp_path / "data")
@@ -155,7 +162,7 @@ def test_cifar10_with_shift_reads_the_published_files_and_names_them_in_its_key(
     labels = cifar10_test_labels(image_root)
     folder = write_published(image_root, "CIFAR-10-C", labels)
     spec = resolve("map", "cifar10", ["shift=true", "n_test=5"], data_dir=image_root)
-    assert "CIFAR-10-C/labels.npy" in spec.data and "shift" not in spec.data
+    assert "shift/CIFAR-10-C/labels.npy" in spec.data and "shift" not in spec.data
     task = spec.make_task(image_root)
     data = task.load(0, 0)
     assert data.data_sha256 == spec.data
@@ -188,3 +195,18 @@ def test_digits_shift_is_in_the_key_and_off_by_default():
     plain, shifted = resolve("map", "digits"), resolve("map", "digits", ["shift=true"])
     assert "shift" not in plain.data and plain.make_task().load(0, 0).shifted == ()
     assert shifted.id != plain.id and shifted.data["shift"] == f"generated/{sets.VERSION}"
+
+
+def test_asking_for_shift_metrics_reuses_the_cached_network(tmp_path):
+    """`shift` changes what a run is evaluated on, not what it trains: the MAP network is shared, and the clean
+    metrics are bit-identical."""
+    from uqbench.runner import RunOptions, Runner
+
+    runner = Runner(RunOptions(out=tmp_path / "out"))
+    plain, shifted = (resolve("map", "digits", [*extra, "epochs=2", "n_test=40"]) for extra in ([], ["shift=true"]))
+    assert plain.shared_key() == shifted.shared_key() and plain.id != shifted.id
+    first, _ = runner.run(plain)
+    runner.artifacts._memory.clear()  # read it back from the store's file, as a later command would
+    second, _ = runner.run(shifted)
+    assert second.artifacts["backbone"] == first.artifacts["backbone"] and runner.artifacts.used[first.artifacts["backbone"]] == "loaded"
+    assert {k: v for k, v in second.metrics.items() if not k.startswith("shift.")} == first.metrics

@@ -30,7 +30,7 @@ from uqbench.datasets import data_root, file_md5, file_sha256
 from uqbench.errors import DataError
 from uqbench.files import subdir, write_atomic
 from uqbench.shift.corruptions import CORRUPTIONS, SEVERITIES, applies, corrupt
-from uqbench.tasks.base import ShiftedSet
+from uqbench.tasks.base import SHIFT_DATA, ShiftedSet
 
 VERSION = "1"  # of the generated sets: bump when a corruption's output changes (it is in every run's key)
 SEED = 0
@@ -155,9 +155,12 @@ def _unpack(archive: Path, md5: str, folder_name: str) -> Path:
     return target
 
 
-def fingerprint(files: dict[str, Path]) -> dict[str, str]:
-    """'<folder>/<file>' -> sha256 of each file of a published set, for the run's key."""
-    return {f"{p.parent.name}/{p.name}": file_sha256(p) for p in files.values()}
+def fingerprint(files: dict[str, Path] | None) -> dict[str, str]:
+    """What a run's shifted sets are made of, for its key: 'shift/<folder>/<file>' -> sha256 of each file of a
+    published set, or the generator's version ('shift' -> 'generated/<VERSION>') for generated sets (None)."""
+    if not files:
+        return {SHIFT_DATA: f"generated/{VERSION}"}
+    return {f"{SHIFT_DATA}/{p.parent.name}/{p.name}": file_sha256(p) for p in files.values()}
 
 
 def shifted_sets(files: dict[str, Path], n: int, test_labels: Tensor,

@@ -25,6 +25,7 @@ from uqbench.search import Holdout
 from uqbench.training import TrainConfig
 
 TaskKind = Literal["regression", "classification"]
+SHIFT_DATA = "shift"  # the name (or the folder in the name) of a fingerprint entry of shifted test sets
 KINDS: tuple[TaskKind, ...] = ("regression", "classification")
 
 
@@ -126,6 +127,10 @@ class Task(ABC):
         ood_sets: names of the OOD input sets `load` returns.
         source: where the data comes from, for `list tasks`.
         data_version: version of a generator (synthetic data): bump it when the generated data changes.
+        evaluated_only: Config fields that change only what a run is evaluated on (`shift`), never what it
+            trains on; with the fingerprint entries of shifted sets (named `SHIFT_DATA` or `SHIFT_DATA/<file>`)
+            they are left out of the key of the networks runs share (`RunSpec.shared_key`), so asking for shift
+            metrics does not train a cached network again.
     """
 
     name: ClassVar[str] = ""
@@ -136,6 +141,7 @@ class Task(ABC):
     ood_sets: ClassVar[tuple[str, ...]] = ()
     source: ClassVar[str] = "generated"
     data_version: ClassVar[str] = "1"
+    evaluated_only: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any | None = None, data_dir: Path | None = None):
         self.config = config if config is not None else self.Config()

@@ -31,6 +31,7 @@ class Digits(Task):
     source = "scikit-learn (bundled)"
     recipe = TrainConfig(epochs=30, batch_size=64, lr=3e-3)
     backbone = BackboneConfig("cnn", width=32)
+    evaluated_only = ("shift",)
 
     @dataclass(frozen=True)
     class Config(Checked):
@@ -41,7 +42,7 @@ class Digits(Task):
         shift: bool = False
 
     def fingerprint(self, split: int) -> dict[str, str]:
-        shifted = {"shift": f"generated/{shift_sets.VERSION}"} if self.config.shift else {}
+        shifted = shift_sets.fingerprint(None) if self.config.shift else {}
         return {"digits": "scikit-learn bundled", **shifted}
 
     def shifted_labels(self) -> tuple[str, ...]:

@@ -295,6 +295,7 @@ class ImageTask(Task):
     full_sizes: ClassVar[tuple[int, int]]  # (train, test) images in the full dataset
     flip: ClassVar[bool] = True
     channels: ClassVar[int] = 3
+    evaluated_only = ("shift",)
     published_shift: ClassVar[str | None] = None  # the folder of Hendrycks's files of this test set, if any
 
     def size(self) -> str:
@@ -330,7 +331,7 @@ class ImageTask(Task):
         shifted = {}
         if self.config.shift:
             published = self._published_shift(lambda: self.decode(*located["test"])[1])
-            shifted = _shift_fingerprint(published)
+            shifted = shift_sets.fingerprint(published)
         return {**_sha256(files for _, files in located.values()), **shifted}
 
     def _published_shift(self, test_labels: Callable[[], np.ndarray]) -> dict[str, Path] | None:
@@ -354,7 +355,7 @@ class ImageTask(Task):
             published = self._published_shift(lambda: test_labels)
             files = published or shift_sets.generated(torch.from_numpy(test_pixels[first]).float() / 255)
             shifted = shift_sets.shifted_sets(files, len(test_labels[first]), torch.from_numpy(test_labels), normalise)
-            fingerprint.update(_shift_fingerprint(published))
+            fingerprint.update(shift_sets.fingerprint(published))
         return TaskData(
             kind="classification",
             train=Split(x_train, torch.from_numpy(train_labels[: cfg.n_train])),
@@ -366,11 +367,6 @@ class ImageTask(Task):
             data_sha256=fingerprint,
             info={"ood_unavailable": missing} if missing else {},
         )
-
-
-def _shift_fingerprint(published: dict[str, Path] | None) -> dict[str, str]:
-    """What a run's shifted sets are made of: the published files' sha256, or the generator's version."""
-    return shift_sets.fingerprint(published) if published else {"shift": f"generated/{shift_sets.VERSION}"}
 
 
 def _sha256(located: Iterable[Located]) -> dict[str, str]:
