@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from uqbench.checkpoints import Checkpoint
-from uqbench.runner import RunOptions, Runner
+from uqbench.runner import Runner, RunOptions
 from uqbench.spec import resolve
 
 EVERY = (0, 10, 1)

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from uqbench.checkpoints import CHECKPOINTS, Checkpoint, Checkpoints
-from uqbench.runner import RunOptions, Runner
+from uqbench.results import ResultStore
+from uqbench.runner import Runner, RunOptions
 from uqbench.spec import resolve
 from uqbench.training import FlatAdam, TrainConfig, fit_module, seeded
 
@@ -146,7 +147,7 @@ def test_flat_adam_state_round_trip(torch_state):
         step(a, opt_a)
         step(b, opt_b)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
-    other, opt_other = make()
+    _, opt_other = make()
     before = opt_other.state_dict()
     with pytest.raises(ValueError, match="another optimiser"):
         opt_other.load_state_dict({**saved, "flat": saved["flat"][:1]})
@@ -272,6 +273,7 @@ def test_an_ensemble_killed_in_its_second_training_call_resumes(tmp_path, torch_
     assert [c["stage"] for c in reference.curves] == ["Network", "StackedNetworks"]
     assert record.curves == reference.curves[1:]
     assert record.info["resumed"] == [{"checkpoint": f"{spec.id}-0", "epochs": 8}]
+    assert ResultStore(out).get(spec.id).info == record.info  # type: ignore[union-attr]
     assert _checkpoint_files(out) == []  # deleted once the record was stored
 
 

@@ -222,7 +222,8 @@ class Runner:
                              for c in ctx.curves]
         return predictor, outputs
 
-    def _search(self, spec: RunSpec, task, label: str, checkpoints: Checkpoints) -> tuple[dict[tuple[str, str], Any], dict[str, Any]]:
+    def _search(self, spec: RunSpec, task, label: str,
+                checkpoints: Checkpoints) -> tuple[dict[tuple[str, str], Any], dict[str, Any]]:
         """Score every grid point on the validation part; returns the best point and the report for the record.
 
         A candidate whose training fails (a NaN loss, say) scores worst and is recorded with its error.

@@ -1,8 +1,9 @@
 """The one training loop every method uses.
 
 Mini-batches are drawn from in-memory tensors with a seeded generator (no DataLoader for tensor data), the
-optimiser and schedule come from `TrainConfig`, a non-finite loss stops the run with `NonFiniteLoss`, and an
-optional validation set gives early stopping with the best weights restored.
+optimiser and schedule come from `TrainConfig`, a non-finite loss stops the run with `NonFiniteLoss`, an
+optional validation set gives early stopping with the best weights restored, and an optional `Checkpoint` saves
+the whole training state every N epochs and resumes it bit-identically (`uqbench.checkpoints`).
 """
 
 from __future__ import annotations
