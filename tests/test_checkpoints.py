@@ -400,3 +400,20 @@ def test_workers_get_the_checkpoint_interval(tmp_path):
     pool = make_executor(Runner(RunOptions(out=tmp_path, checkpoint_every=3)), jobs=2)
     assert pool.options.checkpoint_every == 3  # type: ignore[attr-defined]
     assert _worker_runner(pool.options).options.checkpoint_every == 3  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("method,settings", [
+    ("map", []), ("mc-dropout", []), ("sngp", []), ("vbll", []),
+    ("vbll", ["training=post"]), ("laplace", []), ("ensemble", ["members=3"]),
+], ids=lambda v: v if isinstance(v, str) else ",".join(v) or "-")
+def test_every_method_killed_in_its_last_training_call_resumes(tmp_path, torch_state, method, settings):
+    """Each built-in method, killed in its last training call (after a MAP network it starts from, if it has
+    one), resumes to the metrics of an uninterrupted run: SNGP's precision buffers, VBLL's heads, dropout."""
+    spec = resolve(method, "two-moons", ["epochs=12", *settings], seed=0)
+    reference = Runner(RunOptions(out=tmp_path / "reference", checkpoint_every=0)).execute(spec)
+    out = tmp_path / "out"
+    with pytest.raises(Killed):  # the last call: after the others (a MAP network) have finished
+        Runner(RunOptions(out=out, checkpoint_every=4, progress=_KillAfter(len(reference.curves), 7))).execute(spec)
+    record = Runner(RunOptions(out=out, checkpoint_every=4)).execute(spec)
+    assert record.status == "ok" and record.metrics == reference.metrics
+    assert [r["epochs"] for r in record.info["resumed"]] == [4]
