@@ -11,16 +11,15 @@ is restored afterwards, so a run gives the same result whether the artifact was 
 
 from __future__ import annotations
 
-import pickle
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from uqbench.checkpoints import discard, state_fits
 from uqbench.config import canonical_json, content_hash
-from uqbench.files import reader, subdir, write_atomic
+from uqbench.files import read_weights, subdir, write_atomic
 from uqbench.training import seeded
 
 
@@ -38,6 +37,7 @@ class ArtifactCache:
         self.refresh_since = refresh_since
         self._memory: dict[str, dict[str, torch.Tensor]] = {}
         self.used: dict[str, str] = {}  # artifact id -> 'trained' | 'loaded'
+        self.training: str | None = None  # the artifact being trained now: its fits' checkpoints are its own
 
     def get_or_train(
         self,
@@ -61,15 +61,31 @@ class ArtifactCache:
         with seeded(seed):
             module = build()
             state = self._load(artifact_id, label)
-            if state is not None and _fits(module, state):
+            if state is not None and state_fits(module.state_dict(), state):
                 module.load_state_dict(state)
                 module.eval()
                 self.used[artifact_id] = "loaded"
             else:
-                train(module)
+                self._train(artifact_id, module, train)
                 self._store(artifact_id, label, module)
                 self.used[artifact_id] = "trained"
         return module, artifact_id
+
+    def _train(self, artifact_id: str, module: nn.Module, train: Callable[[nn.Module], None]) -> None:
+        """`train(module)`, its fits checkpointed as the artifact's (see `uqbench.checkpoints`), whose
+        checkpoints are deleted once it is stored, or when its training fails (it would fail again)."""
+        self.training = artifact_id
+        try:
+            train(module)
+        except Exception:
+            self._discard(artifact_id)
+            raise
+        finally:
+            self.training = None
+
+    def _discard(self, artifact_id: str) -> None:
+        if self.directory is not None:
+            discard(self.directory, artifact_id)
 
     def _path(self, artifact_id: str) -> Path | None:
         return None if self.directory is None else self.directory / f"{artifact_id}.pt"
@@ -82,12 +98,7 @@ class ArtifactCache:
             return None
         if self.refresh_since is not None and path.lstat().st_mtime < self.refresh_since:
             return None
-        try:  # weights_only: a file holding anything but tensors (a pickled callable, say) is refused unread
-            with warnings.catch_warnings():  # torch warns about a foreign file's pickle protocol: it is retrained
-                warnings.simplefilter("ignore")
-                stored = torch.load(reader(path), map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
-            return None  # unreadable, truncated, a link or not weights: trained again and replaced
+        stored = read_weights(path)  # None when unreadable, truncated, a link or not weights: trained again
         if not isinstance(stored, dict) or stored.get("artifact") != label or not isinstance(stored.get("state"), dict):
             return None  # another artifact's file (or an old or foreign one) under this name
         return stored["state"]
@@ -99,12 +110,4 @@ class ArtifactCache:
         if path is not None:
             folder = subdir(path.parent.parent, path.parent.name)  # never through a planted link
             write_atomic(folder / path.name, lambda fh: torch.save({"artifact": label, "state": state}, fh))
-
-
-def _fits(module: nn.Module, state: dict) -> bool:
-    """Whether `state` holds exactly the module's tensors, shapes and dtypes, all finite (else the stored file is
-    not its, or is corrupt)."""
-    own = module.state_dict()
-    return own.keys() == state.keys() and all(
-        isinstance(state[k], torch.Tensor) and state[k].shape == v.shape and state[k].dtype == v.dtype
-        and (not state[k].is_floating_point() or bool(torch.isfinite(state[k]).all())) for k, v in own.items())
+        self._discard(artifact_id)

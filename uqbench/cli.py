@@ -198,6 +198,23 @@ ConfigOpt = Annotated[
 ]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the resolved runs and their ids; run nothing.")]
 NoRetryOpt = Annotated[bool, typer.Option("--no-retry", help="Keep stored failed runs instead of running them again.")]
+# --checkpoint-every (mid-run checkpoints, uqbench.checkpoints): run, compare, reproduce
+CheckpointEveryOpt = Annotated[
+    Optional[int],
+    typer.Option("--checkpoint-every", help="Save training state every N epochs so a killed run resumes (default "
+                 "10; 0: off). Not part of a run's key."),
+]
+
+
+def _checkpoint_every(every: int | None) -> int:
+    """The epochs between checkpoints for `--checkpoint-every` (None: the default); BadConfig when negative."""
+    from uqbench.checkpoints import DEFAULT_EVERY
+
+    if every is not None and every < 0:
+        raise BadConfig(f"--checkpoint-every {every}: must be 0 (no checkpoints) or a number of epochs")
+    return DEFAULT_EVERY if every is None else every
+
+
 SetOpt = Annotated[
     Optional[list[str]],
     typer.Option("--set", help="[SCOPE.][PART.]KEY=VALUE for the runs that have KEY (repeatable; see the README)."),
@@ -215,6 +232,7 @@ def run(
     config: ConfigOpt = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
+    checkpoint_every: CheckpointEveryOpt = None,
     log: LogOpt = None,
     out: OutOpt = Path("results"),
     data_dir: DataDirOpt = None,
@@ -244,9 +262,10 @@ def run(
     err = _stderr()
     with user_errors():
         check_threads(threads)
+        every = _checkpoint_every(checkpoint_every)
         if dry_run:
             _nothing_to_do("--dry-run", force=force, save_predictions=save_predictions, no_retry=no_retry,
-                           threads=threads is not None, log=bool(log))
+                           threads=threads is not None, log=bool(log), checkpoint_every=checkpoint_every is not None)
         file = protocols.experiment(config) if config is not None else None
         line = CommandLine(settings=tuple(set_ or ()), epochs=epochs, data_dir=data_dir)
         the_plan = plan(run_request(method, task, seeds, split, line, file))
@@ -261,7 +280,7 @@ def run(
         progress = make_progress(err, quiet or as_json)
         options = RunOptions(out=out, device=device, data_dir=data_dir, save_predictions=save_predictions,
                              force=force, retry=not no_retry, refresh_since=time.time(), progress=progress,
-                             threads=threads)
+                             threads=threads, checkpoint_every=every)
         records = []
         for spec, record, fresh in run_in_process(the_plan, options):
             records.append(record)
@@ -332,6 +351,7 @@ def compare(
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Set every run's number of epochs.")] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
+    checkpoint_every: CheckpointEveryOpt = None,
     log: LogOpt = None,
     data_dir: DataDirOpt = None,
     save_predictions: Annotated[
@@ -359,8 +379,10 @@ def compare(
         slurm = SlurmOptions(slurm_partition, slurm_time, slurm_gpus, slurm_cpus, slurm_array_parallelism, slurm_cluster)
         check_parallel(jobs, executor, address, slurm)
         check_threads(threads)
+        every = _checkpoint_every(checkpoint_every)
         running = dict(force=force, save_predictions=save_predictions, no_retry=no_retry, jobs=jobs != 1,
-                       executor=executor != "local", threads=threads is not None, log=bool(log))
+                       executor=executor != "local", threads=threads is not None, log=bool(log),
+                       checkpoint_every=checkpoint_every is not None)
         if no_run or dry_run:
             _nothing_to_do("--dry-run" if dry_run else "--no-run", **running, no_run=dry_run and no_run)
         file = protocols.experiment(config) if config is not None else None
@@ -381,7 +403,8 @@ def compare(
             if executor == "local":
                 check_runnable(the_plan.specs, device)
             options = RunOptions(out=out, device=device, data_dir=data_dir, save_predictions=save_predictions,
-                                 force=force, retry=not no_retry, refresh_since=time.time(), threads=threads)
+                                 force=force, retry=not no_retry, refresh_since=time.time(), threads=threads,
+                                 checkpoint_every=every)
             made = trackers(log or [], out)
             outcome = _run_plan(the_plan, store, options, (jobs, executor, address, slurm), quiet,
                                 (lambda record: log_all(made, record)) if made else None)
@@ -516,6 +539,7 @@ def reproduce(
     no_run: Annotated[bool, typer.Option("--no-run", help="Run nothing; compare what the store holds.")] = False,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
+    checkpoint_every: CheckpointEveryOpt = None,
     data_dir: DataDirOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -540,8 +564,10 @@ def reproduce(
         slurm = SlurmOptions(slurm_partition, slurm_time, slurm_gpus, slurm_cpus, slurm_array_parallelism, slurm_cluster)
         check_parallel(jobs, executor, address, slurm)
         check_threads(threads)
+        every = _checkpoint_every(checkpoint_every)
         if no_run:
-            _nothing_to_do("--no-run", jobs=jobs != 1, executor=executor != "local", threads=threads is not None)
+            _nothing_to_do("--no-run", jobs=jobs != 1, executor=executor != "local", threads=threads is not None,
+                           checkpoint_every=checkpoint_every is not None)
         proto = protocols.load(protocol)
         tasks = _datasets(_names(datasets, "--datasets"), proto)
         line = CommandLine(tasks=tasks, seeds=seeds, splits=splits, data_dir=data_dir)
@@ -554,7 +580,8 @@ def reproduce(
             the_plan.prepare()
             if executor == "local":
                 check_runnable(the_plan.specs, device)
-            options = RunOptions(out=out, device=device, data_dir=data_dir, refresh_since=time.time(), threads=threads)
+            options = RunOptions(out=out, device=device, data_dir=data_dir, refresh_since=time.time(), threads=threads,
+                                 checkpoint_every=every)
             _run_plan(the_plan, store, options, (jobs, executor, address, slurm), quiet)
         cells = rep.compare(proto.reference, plan_records(the_plan, store), list(request.tasks), k,
                             planned=the_plan.expected())

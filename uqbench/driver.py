@@ -122,7 +122,8 @@ def make_executor(runner, jobs: int, executor: str = "local", address: str | Non
     opts = runner.options
     options = WorkerOptions(str(opts.out), opts.device, str(opts.data_dir) if opts.data_dir else None,
                             opts.save_predictions, threads=opts.threads,
-                            refresh_since=opts.refresh_since if opts.force else None)
+                            refresh_since=opts.refresh_since if opts.force else None,
+                            checkpoint_every=opts.checkpoint_every)
     if executor == "ray":
         return RayExecutor(options, address=address, num_cpus=jobs if jobs > 1 and address is None else None,
                            cpus_per_job=opts.threads or 1)

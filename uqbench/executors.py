@@ -10,11 +10,13 @@ the same command tries them again.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
+from uqbench.checkpoints import DEFAULT_EVERY
 from uqbench.results import RunRecord
 from uqbench.spec import RunSpec
 
@@ -35,9 +37,10 @@ class WorkerOptions:
     save_predictions: bool = False
     threads: int | None = None  # torch threads in the worker; None leaves torch's default
     refresh_since: float | None = None  # retrain artifacts stored before this time (a forced run)
+    checkpoint_every: int = DEFAULT_EVERY  # epochs between training checkpoints; 0: none
 
     def with_threads(self, threads: int | None) -> WorkerOptions:
-        return WorkerOptions(self.out, self.device, self.data_dir, self.save_predictions, threads, self.refresh_since)
+        return dataclasses.replace(self, threads=threads)
 
 
 def execute_spec(spec: RunSpec, options: WorkerOptions) -> RunRecord:
@@ -63,7 +66,7 @@ def _worker_runner(options: WorkerOptions):
         _RUNNERS[options] = Runner(RunOptions(
             out=Path(options.out), device=options.device, data_dir=Path(options.data_dir) if options.data_dir else None,
             save_predictions=options.save_predictions, force=options.refresh_since is not None,
-            refresh_since=options.refresh_since,
+            refresh_since=options.refresh_since, checkpoint_every=options.checkpoint_every,
         ))
     return _RUNNERS[options]
 

@@ -15,7 +15,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Any, Callable
 
 from uqbench.errors import BadConfig, DataError
 
@@ -108,6 +108,23 @@ def reader(path: Path, limit: int | None = None) -> io.BytesIO:
     return io.BytesIO(read_bytes(path, limit))
 
 
+def read_weights(path: Path) -> Any:
+    """What `torch.save` wrote to `path`, read onto the CPU with `weights_only=True` (a file holding anything but
+    tensors and plain data, a pickled callable say, is refused unread) and without following a link; None when it
+    is absent, unreadable, truncated, a link or not plain weights."""
+    import pickle
+    import warnings
+
+    import torch
+
+    try:
+        with warnings.catch_warnings():  # torch warns about a foreign file's pickle protocol: it is refused anyway
+            warnings.simplefilter("ignore")
+            return torch.load(reader(path), map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
+        return None
+
+
 def ensure_writable(directory: Path) -> None:
     """Create `directory` if needed and prove it is writable; BadConfig naming it (as `--out`) otherwise."""
     try:
@@ -118,4 +135,4 @@ def ensure_writable(directory: Path) -> None:
         raise BadConfig(f"--out {str(directory)!r}: not a writable directory ({exc.strerror or exc})") from None
 
 
-__all__ = ["FILE_MODE", "MAX_TEXT_BYTES", "NotARegularFile", "ensure_writable", "read_bytes", "reader", "subdir", "write_atomic"]
+__all__ = ["FILE_MODE", "MAX_TEXT_BYTES", "NotARegularFile", "ensure_writable", "read_bytes", "read_weights", "reader", "subdir", "write_atomic"]

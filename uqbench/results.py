@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from uqbench.checkpoints import discard
 from uqbench.config import content_hash
 from uqbench.errors import DataError
 from uqbench.files import NotARegularFile, read_bytes, subdir, write_atomic
@@ -273,6 +274,7 @@ class ResultStore:
             raise ValueError(f"a {record.status!r} record is not a result and is never stored")
         path = self.path(record.id)
         write_atomic(path, json.dumps(record.to_json(), indent=2, allow_nan=False) + "\n")
+        discard(self.root / "artifacts", record.id)  # its training checkpoints were only for resuming it
         return path
 
     def load(self, run_id: str) -> RunRecord:

@@ -27,6 +27,7 @@ from torch import Tensor
 
 import uqbench
 from uqbench.artifacts import ArtifactCache
+from uqbench.checkpoints import DEFAULT_EVERY, Checkpoints
 from uqbench.errors import BadConfig, RunFailed, UserError
 from uqbench.methods import FitContext, Predictor
 from uqbench.methods.base import ood_score
@@ -58,6 +59,8 @@ class RunOptions:
         progress: receives training progress.
         threads: torch's intra-op threads for each run (`--threads`; None: torch's default, or the worker's share
             of the cores). The count is in every record (`env.threads`): it changes the last bits of some sums.
+        checkpoint_every: save each training call's state every this many epochs (and at its end), so that a
+            killed run resumes from it (`uqbench.checkpoints`); 0: no checkpoints.
     """
 
     out: Path = Path("results")
@@ -69,6 +72,7 @@ class RunOptions:
     refresh_since: float | None = None
     progress: Progress = field(default_factory=NullProgress)
     threads: int | None = None
+    checkpoint_every: int = DEFAULT_EVERY
 
 
 def _finite(values: list[float]) -> list[float | None]:
@@ -110,8 +114,8 @@ class Runner:
         self.options = options
         self.store = ResultStore(options.out, quarantine=True)
         self.device = resolve_device(options.device)
-        refresh = options.refresh_since if options.force else None
-        self.artifacts = ArtifactCache(options.out / "artifacts", refresh_since=refresh)
+        self.refresh = options.refresh_since if options.force else None
+        self.artifacts = ArtifactCache(options.out / "artifacts", refresh_since=self.refresh)
 
     def run(self, spec: RunSpec) -> tuple[RunRecord, bool]:
         """The record of `spec` and whether it was computed now (False: taken from the store).
@@ -141,6 +145,7 @@ class Runner:
                            env=environment(self.device))
         record.created_at = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         phase = ["load"]  # the phase the run is in, kept up to date by _fit_predict for the error message
+        checkpoints = Checkpoints(self.artifacts.directory, key.id, self.options.checkpoint_every, self.refresh)
         label = f"{spec.method} on {spec.task}, seed {spec.seed} split {spec.split}"
         try:
             task = spec.make_task(self.options.data_dir)
@@ -157,11 +162,13 @@ class Runner:
             if spec.search is not None:
                 phase[0] = "search"
                 t0 = time.perf_counter()
-                chosen, record.info["search"] = self._search(spec, task, label)
+                chosen, record.info["search"] = self._search(spec, task, label, checkpoints)
                 record.timings_s["search"] = time.perf_counter() - t0
                 fitted = dataclasses.replace(spec.with_values(chosen), search=None)
             self._label(label)
-            predictor, outputs = self._fit_predict(fitted, data, record, phase)
+            predictor, outputs = self._fit_predict(fitted, data, checkpoints, record, phase)
+            if checkpoints.resumed():
+                record.info["resumed"] = checkpoints.resumed()
             phase[0] = "evaluate"
             t0 = time.perf_counter()
             metrics = evaluate(outputs.test, outputs.targets, outputs.score, outputs.ood_scores)
@@ -184,10 +191,10 @@ class Runner:
                 record.error["traceback"] = traceback.format_exc(limit=8)
         return record
 
-    def _fit_predict(self, spec: RunSpec, data: TaskData, record: RunRecord | None = None,
+    def _fit_predict(self, spec: RunSpec, data: TaskData, checkpoints: Checkpoints, record: RunRecord | None = None,
                      phase: list[str] | None = None) -> tuple[Predictor, Outputs]:
-        """Fit the spec's method on `data` and predict its test and OOD sets; fills the record's timings, info
-        and artifacts when one is given."""
+        """Fit the spec's method on `data` (its training calls checkpointed in `checkpoints`) and predict its
+        test and OOD sets; fills the record's timings, info and artifacts when one is given."""
         phase = phase if phase is not None else [""]
         self.artifacts.used.clear()
         ctx = FitContext(
@@ -199,6 +206,7 @@ class Runner:
             artifact_key=spec.shared_key(),
             progress=self.options.progress,
             train_transform=data.train_transform,
+            checkpoints=checkpoints,
         )
         with seeded(spec.seed):
             phase[0] = "fit"
@@ -218,7 +226,8 @@ class Runner:
                              for c in ctx.curves]
         return predictor, outputs
 
-    def _search(self, spec: RunSpec, task, label: str) -> tuple[dict[tuple[str, str], Any], dict[str, Any]]:
+    def _search(self, spec: RunSpec, task, label: str,
+                checkpoints: Checkpoints) -> tuple[dict[tuple[str, str], Any], dict[str, Any]]:
         """Score every grid point on the validation part; returns the best point and the report for the record.
 
         A candidate whose training fails (a NaN loss, say) scores worst and is recorded with its error.
@@ -233,7 +242,7 @@ class Runner:
             candidate = dataclasses.replace(spec.with_values(values), search=None, data=data)
             entry: dict[str, Any] = {"settings": {f"{p}.{k}": v for (p, k), v in values.items()}}
             try:
-                _, outputs = self._fit_predict(candidate, held_out)
+                _, outputs = self._fit_predict(candidate, held_out, checkpoints)
                 scores = evaluate(outputs.test, outputs.targets, outputs.score, outputs.ood_scores)
                 entry["score"] = clean_metrics({search.metric: scores[search.metric]})[0][search.metric]
             except UserError:

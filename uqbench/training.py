@@ -1,22 +1,25 @@
 """The one training loop every method uses.
 
 Mini-batches are drawn from in-memory tensors with a seeded generator (no DataLoader for tensor data), the
-optimiser and schedule come from `TrainConfig`, a non-finite loss stops the run with `NonFiniteLoss`, and an
-optional validation set gives early stopping with the best weights restored.
+optimiser and schedule come from `TrainConfig`, a non-finite loss stops the run with `NonFiniteLoss`, an
+optional validation set gives early stopping with the best weights restored, and an optional `Checkpoint` saves
+the whole training state every N epochs and resumes it bit-identically (`uqbench.checkpoints`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Iterator, Literal, Protocol
+from typing import Annotated, Any, Callable, Iterator, Literal, Protocol, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from uqbench.checkpoints import Checkpoint, TrainingState
 from uqbench.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Checked
 from uqbench.errors import BadConfig, NonFiniteLoss
 
@@ -161,6 +164,28 @@ class FlatAdam(torch.optim.Optimizer):
             denom = v.sqrt().div_((1 - b2**t) ** 0.5).add_(eps)
             data.addcdiv_(m, denom, value=-lr / (1 - b1**t))
 
+    def state_dict(self) -> dict[str, Any]:
+        """Every group's moment estimates (flat [P_g] copies), step count and hyperparameters (a schedule changes
+        lr). As with torch's optimisers, the parameters themselves are not in it: they are the module's."""
+        return {"flat": [{"m": f["m"].clone(), "v": f["v"].clone(), "t": f["t"]} for f in self._flat],
+                "param_groups": [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned, into this optimiser's buffers; ValueError (nothing changed) when it
+        is another optimiser's (other groups or sizes)."""
+        flat, groups = state_dict["flat"], state_dict["param_groups"]
+        if len(flat) != len(self._flat) or len(groups) != len(self.param_groups) or not all(
+            isinstance(s[k], Tensor) and s[k].shape == f[k].shape and s[k].dtype == f[k].dtype
+            for s, f in zip(flat, self._flat) for k in ("m", "v")
+        ):
+            raise ValueError("FlatAdam.load_state_dict: the state of another optimiser (other groups or sizes)")
+        for s, f in zip(flat, self._flat):
+            f["m"].copy_(s["m"])
+            f["v"].copy_(s["v"])
+            f["t"] = int(s["t"])
+        for group, saved in zip(self.param_groups, groups):
+            group.update({k: v for k, v in saved.items() if k != "params"})
+
 
 def make_optimizer(params: list[dict] | list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
     """Optimiser from the config; `params` may be parameter groups with their own weight_decay. A group marked
@@ -200,6 +225,8 @@ def fit_module(
     on_epoch_start: Callable[[int], None] | None = None,
     progress: Progress | None = None,
     description: str = "train",
+    checkpoint: Checkpoint | None = None,
+    generators: Sequence[torch.Generator] = (),
 ) -> TrainResult:
     """Minimise `loss_fn` over mini-batches of `data` for `cfg.epochs` epochs.
 
@@ -212,8 +239,11 @@ def fit_module(
         params: optimiser parameter groups (default: every parameter of `module` that requires grad).
         val, val_loss_fn: optional validation tensors and per-example loss for early stopping (`cfg.patience`).
         batch_transform: applied to the first tensor of each training batch (data augmentation).
-        on_epoch_start: called with the 0-based epoch index before each epoch.
+        on_epoch_start: called with the 0-based epoch index before each epoch (also when resuming).
         progress: receives one `advance` per epoch.
+        checkpoint: where the training state is saved every `checkpoint.every` epochs and at the end; a usable
+            stored one is resumed (a finished one is loaded and nothing is trained). None: no checkpoints.
+        generators: other generators `loss_fn` draws from, whose states a checkpoint must keep.
 
     Raises:
         NonFiniteLoss: the loss became NaN or infinite; message gives epoch and step.
@@ -227,11 +257,17 @@ def fit_module(
     sched = _schedule(opt, cfg, cfg.epochs * steps_per_epoch)
     autocast, scaler = mixed_precision(device, cfg.precision)
     progress = progress or NullProgress()
-    result = TrainResult(epochs_run=0, final_loss=float("nan"))
-    best_state, bad_epochs = None, 0
+    state = TrainingState(module, opt, sched, scaler, [generator, *generators],
+                          TrainResult(epochs_run=0, final_loss=float("nan")))
+    what = {"cfg": dataclasses.asdict(cfg), "seed": seed, "description": description,
+            "data": [list(t.shape) for t in data], "val": None if val is None else [list(t.shape) for t in val]}
+    done = checkpoint is not None and checkpoint.resume(state, what)
+    result = state.result
     progress.start(description, cfg.epochs)
+    for loss in result.history:
+        progress.advance(loss)
     try:
-        for epoch in range(cfg.epochs):
+        for epoch in range(cfg.epochs if done else result.epochs_run, cfg.epochs):  # after the checkpoint's epochs
             if on_epoch_start is not None:
                 on_epoch_start(epoch)
             module.train()
@@ -264,16 +300,20 @@ def fit_module(
                 current = evaluate_loss(module, val_loss_fn, val, cfg.batch_size)
                 result.val_history.append(current)
                 if result.best_val_loss is None or current < result.best_val_loss:
-                    result.best_val_loss, bad_epochs = current, 0
-                    best_state = copy.deepcopy(module.state_dict())
+                    result.best_val_loss, state.bad_epochs = current, 0
+                    state.best_state = copy.deepcopy(module.state_dict())
                 else:
-                    bad_epochs += 1
-                    if bad_epochs >= cfg.patience:
+                    state.bad_epochs += 1
+                    if state.bad_epochs >= cfg.patience:
                         break
+            if checkpoint is not None and (epoch + 1) % checkpoint.every == 0 and epoch + 1 < cfg.epochs:
+                checkpoint.write(state, done=False)
     finally:
         progress.stop()
-    if best_state is not None:
-        module.load_state_dict(best_state)
+    if checkpoint is not None and not done:
+        checkpoint.write(state, done=True)
+    if state.best_state is not None:
+        module.load_state_dict(state.best_state)
     module.eval()
     return result
 

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from uqbench.artifacts import ArtifactCache
+from uqbench.checkpoints import Checkpoints
 from uqbench.errors import Unsupported
 from uqbench.models import BackboneSpec, build_backbone
 from uqbench.prediction import Prediction
@@ -60,6 +61,7 @@ class FitContext:
         progress: receives training progress.
         train_transform: augmentation for training batches, from the task.
         curves: every `fit` call's per-epoch losses, in order, as the record's `curves` keeps them (filled in).
+        checkpoints: where `fit` calls save their training state and resume it (default: nowhere).
     """
 
     recipe: TrainConfig
@@ -71,6 +73,7 @@ class FitContext:
     progress: Progress = field(default_factory=NullProgress)
     train_transform: Callable[[Tensor, torch.Generator], Tensor] | None = None
     curves: list[dict[str, Any]] = field(default_factory=list)
+    checkpoints: Checkpoints = field(default_factory=Checkpoints)
 
     def make_backbone(self, *, dropout: float = 0.0, spectral_norm: float | None = None,
                       input_dropout: float = 0.0) -> nn.Module:
@@ -82,13 +85,15 @@ class FitContext:
         """`uqbench.training.fit_module` with this run's recipe, seed, progress and augmentation.
 
         Keyword arguments override those of `fit_module` (e.g. `cfg=` a modified TrainConfig, `params=`);
-        `stage` names the curve this call adds to `curves` (default: the module's class name).
+        `stage` names the curve this call adds to `curves` (default: the module's class name). The call is
+        checkpointed as the k-th of the run, or of the artifact being trained (`ArtifactCache.training`).
         """
         stage = kwargs.pop("stage", type(module).__name__)
         kwargs.setdefault("cfg", self.recipe)
         kwargs.setdefault("seed", self.seed)
         kwargs.setdefault("progress", self.progress)
         kwargs.setdefault("batch_transform", self.train_transform)
+        kwargs.setdefault("checkpoint", self.checkpoints.next(self.artifacts.training))
         result = fit_module(module, loss_fn, data, **kwargs)
         self.curves.append({"stage": stage, "train": list(result.history), "val": list(result.val_history) or None})
         return result

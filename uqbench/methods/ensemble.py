@@ -139,7 +139,7 @@ def train_stacked(data: TaskData, ctx: FitContext, likelihood: Likelihood, membe
 
     val = None if data.val is None else (data.val.x, data.val.y)
     ctx.fit(model, loss, (torch.arange(n),), params=model.network.param_groups(),
-            val=val, val_loss_fn=val_loss, batch_transform=None, description="ensemble")
+            val=val, val_loss_fn=val_loss, batch_transform=None, generators=(aug_generator,), description="ensemble")
     return model
 
 
