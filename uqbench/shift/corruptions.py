@@ -13,7 +13,8 @@ at the image's size. Noise, brightness, contrast, saturate and JPEG act pixel by
 
 Departures from the reference (each also in the function's docstring):
 - results are float32 in [0, 1], not rounded down to uint8 (also not between the steps of glass blur, snow);
-- frost blends a seeded procedural texture, not the photos of frost that ship with the reference;
+- frost blends crops of five seeded procedural textures drawn per call, not of the frost photos that ship with
+  the reference;
 - motion blur (also in snow) is a torch version of ImageMagick's line kernel, not a call to ImageMagick;
 - spatter's water drops are shaded by their own intensity, not by OpenCV's Canny edges, distance transform and
   histogram equalisation;
@@ -197,31 +198,31 @@ def glass_blur(x: Tensor, severity: int, g: torch.Generator) -> Tensor:
     def glass(y: Tensor, s: float) -> Tensor:
         y = fl.gaussian_blur(y, sigma * s)
         n, c, h, w = y.shape
-        source = torch.cat([_glass_shuffle(g, len(part), h, w, max(1, round(shift * s)), rounds)
-                            for part in torch.arange(n).split(_GLASS_CHUNK)]).to(y.device)
+        source = _glass_shuffle(g, n, h, w, max(1, round(shift * s)), rounds).to(y.device)
         y = y.flatten(2).gather(2, source.long()[:, None].expand(n, c, h * w)).view(n, c, h, w)
         return fl.gaussian_blur(y, sigma * s)
 
     return fl.at_reference_scale(x, glass)
 
 
-#: Images shuffled together by glass blur: bounds the [chunk, h * w] int64 state and the offsets of a round.
-_GLASS_CHUNK = 1024
-
-
 def _glass_shuffle(g: torch.Generator, n: int, h: int, w: int, shift: int, rounds: int) -> Tensor:
     """[n, h * w] source index (int32) of each pixel after the reference's sequence of local swaps (on the CPU).
 
-    Each visit's offset (dy, dx), uniform on [-shift, shift)^2, is one uniform float32 draw scaled to the
-    (2 shift)^2 offsets (exact for a power of two, else biased by < 2^-18).
+    Each visit's offset (dy, dx), uniform on [-shift, shift)^2, is one uniform float32 draw (24 random bits) scaled
+    to the m = (2 shift)^2 offsets: exact when m is a power of two, else off by less than m / 2^24 relatively. The images are shuffled a chunk at
+    a time, so that the ops of a wave hold at most `filters.ONE_THREAD` elements.
     """
     positions, bounds = _glass_waves(h, w, shift)
+    chunk = max(1, fl.ONE_THREAD // max(b - a for a, b in itertools.pairwise(bounds)))
     offsets = torch.tensor([dy * w + dx for dy in range(-shift, shift) for dx in range(-shift, shift)])
-    source = torch.arange(h * w, dtype=torch.int32).repeat(n, 1)
-    for _ in range(rounds):
-        picks = (torch.rand((n, len(positions)), generator=g) * len(offsets)).long()
-        _swap_in_waves(source, positions, positions + offsets.take(picks), bounds)
-    return source
+    sources = []
+    for start in range(0, n, chunk):
+        source = torch.arange(h * w, dtype=torch.int32).repeat(min(chunk, n - start), 1)
+        for _ in range(rounds):
+            picks = (torch.rand((len(source), len(positions)), generator=g) * len(offsets)).long()
+            _swap_in_waves(source, positions, positions + offsets.take(picks), bounds)
+        sources.append(source)
+    return torch.cat(sources)
 
 
 def _swap_in_waves(source: Tensor, positions: Tensor, partners: Tensor, bounds: tuple[int, ...]) -> None:

@@ -143,17 +143,22 @@ def zoom_matrix(n: int, factor: float) -> Tensor:
 def zoom_sum(x: Tensor, factors: Sequence[float], chunk: int = 512) -> Tensor:
     """The sum over `factors` of the bilinear zooms of x [N, C, H, W] about the centre (see `zoom_matrix`).
 
-    A zoom is separable, rows A x B^T, so the sum is two matrix products over the F stacked factors: x times
-    [B_1^T ... B_F^T] [W, F W], then [A_1 ... A_F] [H, F H] times the F results stacked along the rows;
-    `chunk` images at a time bound the intermediate [chunk, C, F H, W].
+    A zoom is separable, A_f x B_f^T, so the sum is linear in the H W pixels: one [H W, H W] matrix, the sum of
+    the Kronecker products A_f (x) B_f, where that takes fewer products than two stacked ones (H W < F (H + W)
+    for F factors: small images, many factors); else x times [B_1^T ... B_F^T] [W, F W], then [A_1 ... A_F]
+    [H, F H] times the F results stacked along the rows, `chunk` images at a time.
     """
     n, _, h, w = x.shape
-    rows = torch.cat([zoom_matrix(h, f) for f in factors], 1).to(x)  # [H, F H]
-    cols = torch.cat([zoom_matrix(w, f).T for f in factors], 1).to(x)  # [W, F W]
+    rows, cols = [zoom_matrix(h, f) for f in factors], [zoom_matrix(w, f) for f in factors]
+    if h * w < len(factors) * (h + w):
+        total = sum(torch.kron(a, b) for a, b in zip(rows, cols)).to(x)
+        return (x.flatten(2) @ total.T).view_as(x)
+    stacked_rows = torch.cat(rows, 1).to(x)  # [H, F H]
+    stacked_cols = torch.cat([b.T for b in cols], 1).to(x)  # [W, F W]
     out = torch.empty_like(x)
     for start in range(0, n, chunk):
-        part = (x[start:start + chunk] @ cols).unflatten(-1, (len(factors), w))  # [n, C, H, F, W]
-        out[start:start + chunk] = rows @ part.transpose(-3, -2).flatten(-3, -2)
+        part = (x[start:start + chunk] @ stacked_cols).unflatten(-1, (len(factors), w))  # [n, C, H, F, W]
+        out[start:start + chunk] = stacked_rows @ part.transpose(-3, -2).flatten(-3, -2)
     return out
 
 
