@@ -8,8 +8,8 @@ Image size. The reference parameters are for 32x32 images. Parameters given in p
 glass-blur displacement, motion length, the grain of snow and spatter) keep their strength relative to the
 image: those corruptions run on the image upscaled by pixel repetition to at least 32 pixels, with the pixel
 parameters scaled to that size, and are averaged back (`filters.at_reference_scale`). Elastic transform is
-already written relative to the image side, zoom blur and pixelate in ratios; fog and frost draw their texture
-at the image's size. Noise, brightness, contrast, saturate and JPEG act pixel by pixel or block by block.
+already written relative to the image side, zoom blur and pixelate in ratios; fog draws its texture at the
+image's size, frost crops it from textures four times that size. Noise, brightness, contrast, saturate and JPEG act pixel by pixel or block by block.
 
 Departures from the reference (each also in the function's docstring):
 - results are float32 in [0, 1], not rounded down to uint8 (also not between the steps of glass blur, snow);

@@ -163,8 +163,8 @@ def zoom_sum(x: Tensor, factors: Sequence[float], chunk: int = 512) -> Tensor:
 
 
 def zoom(x: Tensor, factor: float) -> Tensor:
-    """Bilinear zoom of x [N, C, H, W] by `factor` >= 1 about the image centre, cropped to H x W."""
-    return zoom_sum(x, (factor,))
+    """Bilinear zoom of x [N, C, H, W] by `factor` >= 1 about the image centre, cropped to H x W (x for 1)."""
+    return x if factor == 1 else zoom_sum(x, (factor,))
 
 
 def motion_taps(radius: float, sigma: float, angles: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -186,7 +186,7 @@ def motion_taps(radius: float, sigma: float, angles: Tensor) -> tuple[Tensor, Te
     return weights / weights.sum(), dy, dx
 
 
-def motion_blur(x: Tensor, radius: float, sigma: float, angles: Tensor, chunk: int = 256) -> Tensor:
+def motion_blur(x: Tensor, radius: float, sigma: float, angles: Tensor, chunk: int = 512) -> Tensor:
     """ImageMagick's motion blur of image i of x [N, C, H, W] along angles[i] degrees, edge pixels repeated.
 
     out[i, :, r, c] = sum_t weights_t x[i, :, r + dy_it, c + dx_it] over the taps of `motion_taps`, as shifted
@@ -215,9 +215,9 @@ def motion_blur(x: Tensor, radius: float, sigma: float, angles: Tensor, chunk: i
             runs[t].append(start + i)
         for weight, r, q, firsts in zip(weights.tolist(), rows, cols, runs):
             for a, b in zip(firsts, firsts[1:] + [stop]):
-                for p in range(a, b, longest):
-                    piece = padded[p - start:min(b, p + longest) - start, :, r[a]:r[a] + h, q[a]:q[a] + w]
-                    blurred[p:min(b, p + longest)].add_(piece, alpha=weight)
+                shifted, target = padded[a - start:b - start, :, r[a]:r[a] + h, q[a]:q[a] + w], blurred[a:b]
+                for p in range(0, b - a, longest):
+                    target[p:p + longest].add_(shifted[p:p + longest], alpha=weight)
     return torch.empty_like(x).index_copy_(0, order, blurred)
 
 
