@@ -9,7 +9,8 @@ glass-blur displacement, motion length, the grain of snow and spatter) keep thei
 image: those corruptions run on the image upscaled by pixel repetition to at least 32 pixels, with the pixel
 parameters scaled to that size, and are averaged back (`filters.at_reference_scale`). Elastic transform is
 already written relative to the image side, zoom blur and pixelate in ratios; fog draws its texture at the
-image's size, frost crops it from textures four times that size. Noise, brightness, contrast, saturate and JPEG act pixel by pixel or block by block.
+image's size, frost crops it from textures four times that size. Noise, brightness, contrast, saturate and JPEG
+act pixel by pixel or block by block.
 
 Departures from the reference (each also in the function's docstring):
 - results are float32 in [0, 1], not rounded down to uint8 (also not between the steps of glass blur, snow);
@@ -208,9 +209,10 @@ def glass_blur(x: Tensor, severity: int, g: torch.Generator) -> Tensor:
 def _glass_shuffle(g: torch.Generator, n: int, h: int, w: int, shift: int, rounds: int) -> Tensor:
     """[n, h * w] source index (int32) of each pixel after the reference's sequence of local swaps (on the CPU).
 
-    Each visit's offset (dy, dx), uniform on [-shift, shift)^2, is one uniform float32 draw (24 random bits) scaled
-    to the m = (2 shift)^2 offsets: exact when m is a power of two, else off by less than m / 2^24 relatively. The images are shuffled a chunk at
-    a time, so that the ops of a wave hold at most `filters.ONE_THREAD` elements.
+    Each visit's offset (dy, dx), uniform on [-shift, shift)^2, is one float32 uniform draw (24 random bits)
+    scaled to the m = (2 shift)^2 offsets: exact when m is a power of two, else each offset's probability is off
+    by less than m / 2^24 of it. The images are shuffled a chunk at a time, so that the ops of a wave hold at
+    most `filters.ONE_THREAD` elements.
     """
     positions, bounds = _glass_waves(h, w, shift)
     chunk = max(1, fl.ONE_THREAD // max(b - a for a, b in itertools.pairwise(bounds)))
@@ -298,9 +300,9 @@ def frost(x: Tensor, severity: int, g: torch.Generator) -> Tensor:
 
     As the reference does with its five frost photos, each image gets a random crop of one of five frost
     textures, drawn for the call (`_frost_texture`). The textures are not the reference's photos but seeded
-    procedural ones, four times the image's side (the photos are two to six times the side of their crops),
-    with the mean colour (0.57, 0.66, 0.70) and the local contrast (std 0.1 within each crop) measured on the
-    reference's frost photos at the size the reference crops them from.
+    procedural ones, of four times the image's side rounded up to a power of two (the photos are two to six
+    times the side of their crops), with the mean colour (0.57, 0.66, 0.70) and the local contrast (std 0.1
+    within each crop) measured on the reference's frost photos at the size the reference crops them from.
     """
     a, b = ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45))[severity - 1]
     return a * x + b * _frost_texture(g, x)

@@ -70,8 +70,8 @@ def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> Tensor:
 def gaussian_blur(x: Tensor, sigma: float, truncate: float = 4.0) -> Tensor:
     """Separable Gaussian blur of x [N, C, H, W], sigma in pixels, edge pixels repeated (scipy mode 'nearest').
 
-    Done as two products with [n, n] matrices that hold the kernel with the repeated edges folded in: on these
-    small images several times faster than a convolution.
+    Done as two products with [n, n] matrices that hold the kernel with the repeated edges folded in: on images
+    of tens of pixels about twice as fast as a grouped convolution (`filter2d`) on a CPU.
     """
     if sigma <= 0 or int(truncate * sigma + 0.5) == 0:  # no blur, or one tap of weight 1
         return x
@@ -230,7 +230,7 @@ def plasma_fractal(g: torch.Generator, n: int, size: int, decay: float, device: 
 
     The reference writes each step's points into the full map through strided slices; here the map of the points
     set so far, k x k, is interleaved with the step's three new k x k grids into the 2k x 2k map of the next step
-    (the same values from the same draws, in contiguous memory), in float32.
+    (the same values from the same draws, in contiguous memory), in float32 where the reference has float64.
     """
     grid = torch.zeros(n, 1, 1, device=device)
     wibble = 100.0
