@@ -8,12 +8,14 @@ Image size. The reference parameters are for 32x32 images. Parameters given in p
 glass-blur displacement, motion length, the grain of snow and spatter) keep their strength relative to the
 image: those corruptions run on the image upscaled by pixel repetition to at least 32 pixels, with the pixel
 parameters scaled to that size, and are averaged back (`filters.at_reference_scale`). Elastic transform is
-already written relative to the image side, zoom blur and pixelate in ratios; fog and frost draw their texture
-at the image's size. Noise, brightness, contrast, saturate and JPEG act pixel by pixel or block by block.
+already written relative to the image side, zoom blur and pixelate in ratios; fog draws its texture at the
+image's size, frost crops it from textures four times that size. Noise, brightness, contrast, saturate and JPEG
+act pixel by pixel or block by block.
 
 Departures from the reference (each also in the function's docstring):
 - results are float32 in [0, 1], not rounded down to uint8 (also not between the steps of glass blur, snow);
-- frost blends a seeded procedural texture, not the photos of frost that ship with the reference;
+- frost blends crops of five seeded procedural textures drawn per call, not of the frost photos that ship with
+  the reference;
 - motion blur (also in snow) is a torch version of ImageMagick's line kernel, not a call to ImageMagick;
 - spatter's water drops are shaded by their own intensity, not by OpenCV's Canny edges, distance transform and
   histogram equalisation;
@@ -25,7 +27,9 @@ Departures from the reference (each also in the function's docstring):
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import math
 import warnings
 from typing import Callable
@@ -160,16 +164,13 @@ def _disk(radius: float, alias_sigma: float) -> Tensor:
 def motion_blur(x: Tensor, severity: int, g: torch.Generator) -> Tensor:
     """ImageMagick's motion blur (radius, sigma) at a uniform angle in [-45, 45) degrees per image.
 
-    (radius, sigma) = (6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5) pixels of a 32-pixel image; a torch line kernel
-    (`filters.motion_kernels`) in place of the reference's call to ImageMagick.
+    (radius, sigma) = (6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5) pixels of a 32-pixel image; a torch line filter
+    (`filters.motion_blur`) in place of the reference's call to ImageMagick.
     """
     radius, sigma = ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))[severity - 1]
     angles = torch.rand(x.shape[0], generator=g) * 90 - 45
 
-    def blur(y: Tensor, s: float) -> Tensor:
-        return fl.per_image_filter(y, fl.motion_kernels(radius * s, sigma * s, angles).to(y.device))
-
-    return fl.at_reference_scale(x, blur)
+    return fl.at_reference_scale(x, lambda y, s: fl.motion_blur(y, radius * s, sigma * s, angles))
 
 
 def zoom_blur(x: Tensor, severity: int, g: torch.Generator) -> Tensor:
@@ -180,10 +181,7 @@ def zoom_blur(x: Tensor, severity: int, g: torch.Generator) -> Tensor:
     """
     top = (1.06, 1.11, 1.16, 1.21, 1.26)[severity - 1]
     factors = torch.arange(1, top, 0.01, dtype=torch.float64).tolist()
-    total = x.clone()
-    for factor in factors:
-        total += fl.zoom(x, factor)
-    return total / (len(factors) + 1)
+    return (x + fl.zoom_sum(x, factors)) / (len(factors) + 1)
 
 
 def glass_blur(x: Tensor, severity: int, g: torch.Generator) -> Tensor:
@@ -192,34 +190,83 @@ def glass_blur(x: Tensor, severity: int, g: torch.Generator) -> Tensor:
     (sigma, shift, rounds) = (0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2), sigma and shift
     in pixels of a 32-pixel image (shift at least 1). Each round visits the pixels from the bottom-right corner
     as the reference does and swaps each with the pixel at an offset drawn from [-shift, shift) in each axis
-    (numpy's randint excludes the top, so pixels drift up and left, as in CIFAR-10-C). The swaps of each visit
-    run for the whole batch at once, each image with its own offset.
+    (numpy's randint excludes the top, so pixels drift up and left, as in CIFAR-10-C). The result is that of the
+    reference's sequence of swaps; they run in waves of visits that cannot touch the same pixel
+    (`_glass_waves`), for a batch of images at once, each image with its own offsets.
     """
     sigma, shift, rounds = ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2))[severity - 1]
 
     def glass(y: Tensor, s: float) -> Tensor:
         y = fl.gaussian_blur(y, sigma * s)
         n, c, h, w = y.shape
-        order = _glass_shuffle(g, n, h, w, max(1, round(shift * s)), rounds).to(y.device)
-        y = y.flatten(2).gather(2, order[:, None].expand(n, c, h * w)).view(n, c, h, w)
+        source = _glass_shuffle(g, n, h, w, max(1, round(shift * s)), rounds).to(y.device)
+        y = y.flatten(2).gather(2, source.long()[:, None].expand(n, c, h * w)).view(n, c, h, w)
         return fl.gaussian_blur(y, sigma * s)
 
     return fl.at_reference_scale(x, glass)
 
 
 def _glass_shuffle(g: torch.Generator, n: int, h: int, w: int, shift: int, rounds: int) -> Tensor:
-    """[n, h * w] source index of each pixel after the reference's sequence of local swaps (on the CPU)."""
-    order = torch.arange(h * w).repeat(n, 1)
-    for _ in range(rounds):
-        for row in range(h - shift, shift, -1):
-            for col in range(w - shift, shift, -1):
-                dy, dx = torch.randint(-shift, shift, (2, n, 1), generator=g)
-                here = row * w + col
-                there = (row + dy) * w + (col + dx)
-                a, b = order[:, here].clone(), order.gather(1, there)[:, 0]
-                order[:, here] = b
-                order.scatter_(1, there, a[:, None])
-    return order
+    """[n, h * w] source index (int32) of each pixel after the reference's sequence of local swaps (on the CPU).
+
+    Each visit's offset (dy, dx), uniform on [-shift, shift)^2, is one float32 uniform draw (24 random bits)
+    scaled to the m = (2 shift)^2 offsets: exact when m is a power of two, else each offset's probability is off
+    by less than m / 2^24 of it. The images are shuffled a chunk at a time, so that the ops of a wave hold at
+    most `filters.ONE_THREAD` elements.
+    """
+    positions, bounds = _glass_waves(h, w, shift)
+    chunk = max(1, fl.ONE_THREAD // max(b - a for a, b in itertools.pairwise(bounds)))
+    offsets = torch.tensor([dy * w + dx for dy in range(-shift, shift) for dx in range(-shift, shift)])
+    sources = []
+    for start in range(0, n, chunk):
+        source = torch.arange(h * w, dtype=torch.int32).repeat(min(chunk, n - start), 1)
+        for _ in range(rounds):
+            picks = (torch.rand((len(source), len(positions)), generator=g) * len(offsets)).long()
+            _swap_in_waves(source, positions, positions + offsets.take(picks), bounds)
+        sources.append(source)
+    return torch.cat(sources)
+
+
+def _swap_in_waves(source: Tensor, positions: Tensor, partners: Tensor, bounds: tuple[int, ...]) -> None:
+    """Swap source[i, positions[v]] and source[i, partners[i, v]] for every visit v, wave by wave, in place.
+
+    source [n, h * w]; positions [P] and bounds from `_glass_waves`; partners [n, P]. The result is that of the
+    swaps one after the other in the reference's order.
+    """
+    n = source.shape[0]
+    for a, b in itertools.pairwise(bounds):
+        # the pixels of a wave's visits are disjoint, so its swaps can be made at once
+        here, there = positions[a:b].expand(n, b - a), partners[:, a:b]
+        moved = source.gather(1, here)
+        source.scatter_(1, here, source.gather(1, there))
+        source.scatter_(1, there, moved)
+
+
+@functools.lru_cache(maxsize=16)
+def _glass_waves(h: int, w: int, shift: int) -> tuple[Tensor, tuple[int, ...]]:
+    """The visits of glass blur's swaps in the reference's order, scheduled in waves of independent swaps.
+
+    The reference visits rows, then columns, from the bottom-right. The visit of pixel (r, c) swaps it with one
+    in rows r - shift .. r + shift - 1 and columns alike, so two visits can touch a common pixel only if they
+    are less than 2 shift apart in both rows and columns. Each visit goes in the wave after the last of the
+    earlier visits it may share a pixel with: the visits of a wave touch disjoint pixels whatever the offsets,
+    and every pair that may share one keeps the reference's order, so the waves compose to the same
+    permutation as the visits one by one (256 waves of 2704 visits for 56 x 56 images and shift 2).
+
+    Returns:
+        positions [P]: the flat pixel index of each visit, wave after wave; bounds: where each wave starts in
+        `positions`, and P at the end.
+    """
+    reach = 2 * shift - 1
+    visits = [(r, c) for r in range(h - shift, shift, -1) for c in range(w - shift, shift, -1)]
+    wave_of: dict[tuple[int, int], int] = {}
+    for r, c in visits:
+        earlier = [wave_of.get((r + i, c + j), -1) for i in range(reach + 1) for j in range(-reach, reach + 1)
+                   if i > 0 or j > 0]
+        wave_of[(r, c)] = 1 + max(earlier)
+    scheduled = sorted(visits, key=wave_of.__getitem__)  # stable: the reference's order within a wave
+    sizes = torch.bincount(torch.tensor([wave_of[v] for v in visits]))
+    return torch.tensor([r * w + c for r, c in scheduled]), (0, *sizes.cumsum(0).tolist())
 
 
 # ---- weather ----
@@ -241,7 +288,7 @@ def snow(x: Tensor, severity: int, g: torch.Generator) -> Tensor:
     def layer(y: Tensor, s: float) -> Tensor:
         flakes = fl.zoom(fl.normal(g, (n, 1, *y.shape[-2:]), loc, scale, y.device), factor)
         flakes = torch.where(flakes < threshold, 0, flakes).clamp(0, 1)
-        return fl.per_image_filter(flakes, fl.motion_kernels(radius * s, sigma * s, angles).to(y.device))
+        return fl.motion_blur(flakes, radius * s, sigma * s, angles)
 
     flakes = fl.at_reference_scale(x[:, :1], layer)
     x = blend * x + (1 - blend) * torch.maximum(x, fl.grey(x) * 1.5 + 0.5)
@@ -251,9 +298,11 @@ def snow(x: Tensor, severity: int, g: torch.Generator) -> Tensor:
 def frost(x: Tensor, severity: int, g: torch.Generator) -> Tensor:
     """a x + b frost, (a, b) = (1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45), as the reference.
 
-    The frost is not the reference's photos: it is a seeded procedural texture per image (`_frost_texture`),
-    with the mean colour (0.57, 0.66, 0.70) and the local contrast (std 0.1 within 32x32 crops) measured on the
-    reference's frost photos at the size the reference crops them from.
+    As the reference does with its five frost photos, each image gets a random crop of one of five frost
+    textures, drawn for the call (`_frost_texture`). The textures are not the reference's photos but seeded
+    procedural ones, of four times the image's side rounded up to a power of two (the photos are two to six
+    times the side of their crops), with the mean colour (0.57, 0.66, 0.70) and the local contrast (std 0.1
+    within each crop) measured on the reference's frost photos at the size the reference crops them from.
     """
     a, b = ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45))[severity - 1]
     return a * x + b * _frost_texture(g, x)
@@ -261,17 +310,22 @@ def frost(x: Tensor, severity: int, g: torch.Generator) -> Tensor:
 
 _FROST_RGB = (0.57, 0.66, 0.70)
 
+#: Frost textures drawn for a call, as the reference's photos (it draws from the first five of its six).
+_FROST_BANK = 5
+
 
 def _frost_texture(g: torch.Generator, like: Tensor) -> Tensor:
-    """[N, C, H, W] in [0, 1]: ridges of a rough plasma fractal (ice veins) over a smoother one, per image."""
+    """[N, C, H, W] in [0, 1]: crops of ridges of a rough plasma fractal (ice veins) over a smoother one."""
     n, c, h, w = like.shape
-    size = fl.next_power_of_two(max(h, w))
-    veins = 1 - (2 * fl.plasma_fractal(g, n, size, 1.6, like.device) - 1).abs()
-    base = fl.plasma_fractal(g, n, size, 2.2, like.device)
-    texture = (veins**3 + base)[:, None, :h, :w]
+    size = 4 * fl.next_power_of_two(max(h, w))
+    veins = 1 - (2 * fl.plasma_fractal(g, _FROST_BANK, size, 1.6, like.device) - 1).abs()
+    bank = veins**3 + fl.plasma_fractal(g, _FROST_BANK, size, 2.2, like.device)  # [bank, size, size]
+    pick, top, left = (torch.randint(0, high, (n, 1, 1), generator=g) for high in
+                       (_FROST_BANK, size - h + 1, size - w + 1))
+    rows, cols = torch.arange(h)[:, None], torch.arange(w)
+    texture = bank.take(((pick * size + top + rows) * size + left + cols).to(like.device))[:, None]
     texture = (texture - texture.mean((2, 3), keepdim=True)) / texture.std((2, 3), keepdim=True).clamp_min(1e-6)
-    mean = fl.colour(_FROST_RGB, c, like)
-    return (mean + 0.1 * texture).clamp(0, 1)
+    return (fl.colour(_FROST_RGB, c, like) + 0.1 * texture).clamp(0, 1)
 
 
 def fog(x: Tensor, severity: int, g: torch.Generator) -> Tensor:
