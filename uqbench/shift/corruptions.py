@@ -286,7 +286,7 @@ def snow(x: Tensor, severity: int, g: torch.Generator) -> Tensor:
     angles = torch.rand(n, generator=g) * 90 - 135
 
     def layer(y: Tensor, s: float) -> Tensor:
-        flakes = fl.zoom(fl.normal(g, (n, 1, *y.shape[-2:]), loc, scale, y.device), factor)
+        flakes = fl.zoom(fl.normal(g, (n, 1, *y.shape[-2:]), loc, scale, y.device), factor * s)
         flakes = torch.where(flakes < threshold, 0, flakes).clamp(0, 1)
         return fl.motion_blur(flakes, radius * s, sigma * s, angles)
 

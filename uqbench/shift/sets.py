@@ -32,7 +32,7 @@ from uqbench.files import subdir, write_atomic
 from uqbench.shift.corruptions import CORRUPTIONS, SEVERITIES, applies, corrupt
 from uqbench.tasks.base import SHIFT_DATA, ShiftedSet
 
-VERSION = "1"  # of the generated sets: bump when a corruption's output changes (it is in every run's key)
+VERSION = "2"  # of the generated sets: bump when a corruption's output changes (it is in every run's key)
 SEED = 0
 # Folder -> (archive, md5) as Zenodo lists them: records 2535967 (CIFAR-10-C) and 3555552 (CIFAR-100-C).
 PUBLISHED: dict[str, tuple[str, str]] = {
