@@ -39,7 +39,7 @@ def _check(means: dict[str, dict[str, float]], drop: float, ece_ratio: float, nl
 
 @pytest.mark.slow
 def test_digits_under_shift(tmp_path, monkeypatch):
-    """Measured (3 seeds, defaults): map accuracy 0.985 0.973 0.970 0.961 0.944 0.906 (clean, severity 1..5), ECE
+    """Measured (3 seeds, defaults): map accuracy 0.985 0.973 0.970 0.961 0.945 0.905 (clean, severity 1..5), ECE
     0.011 0.016 0.021 0.027 0.036 0.046; shift.nll map 0.163, ensemble 0.144 (0.88 x)."""
     monkeypatch.setenv("UQBENCH_DATA", str(tmp_path / "cache"))
     uqbench.compare("digits", methods=["map", "ensemble"], seeds=3, settings={"shift": True}, out=tmp_path / "r")
@@ -49,9 +49,9 @@ def test_digits_under_shift(tmp_path, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist (/usr/share/datasets)")
 def test_fashion_mnist_under_shift(tmp_path, monkeypatch):
-    """Measured (seed 0, resnet-small, 5 epochs on 10000 images, 500 test images): map accuracy 0.890 0.770 0.691
-    0.654 0.640 0.603, ECE 0.042 0.075 0.119 0.130 0.144 0.173; shift.nll map 1.334, ensemble {ENS}."""
+    """Measured (seed 0, resnet-small, 5 epochs on 10000 images, 500 test images): map accuracy 0.890 0.772 0.700
+    0.657 0.641 0.602, ECE 0.042 0.072 0.113 0.128 0.142 0.174; shift.nll map 1.322, ensemble 1.171 (0.89 x)."""
     monkeypatch.setenv("UQBENCH_DATA", str(tmp_path / "cache"))
     uqbench.compare("fashion-mnist", methods=["map", "ensemble"], seeds=1,
                     settings={"shift": True, "n_train": 10000, "n_test": 500}, out=tmp_path / "r")
-    _check(_means(tmp_path / "r"), drop=0.2, ece_ratio=3.0, nll_ratio={RATIO})
+    _check(_means(tmp_path / "r"), drop=0.2, ece_ratio=3.0, nll_ratio=0.95)
