@@ -712,7 +712,7 @@ PLOTS = [
              _npz(lambda a: a.update(grid_x=np.zeros((4, 1)), grid_mean=np.zeros((4, 1)), grid_var=np.ones((4, 1)))),
              r"array grid_x: a dense grid belongs to regression predictions only"),
     bad("plot --kind bogus", (*PLOT, "--kind", "bogus"),
-        r"--kind 'bogus': expected one of reliability, bands, ood, curves"),
+        r"--kind 'bogus': expected one of reliability, bands, ood, curves, shift"),
     bad("plot --format jpg", (*PLOT, "--format", "jpg"), r"--format 'jpg': expected one of png, pdf, svg"),
     bad("plot --dpi 0", (*PLOT, "--dpi", "0"), r"--dpi 0: expected a whole number of dots per inch from 10 to 600"),
     bad("plot --dpi 100000", (*PLOT, "--dpi", "100000"),
